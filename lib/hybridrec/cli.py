@@ -1,0 +1,43 @@
+"""``hybridrec`` command: one entry for every job, plus ``sql`` for a quick analyst query.
+
+    hybridrec pipeline [--conf FILE] [--set k=v ...]   the whole pipeline (README's main command)
+    hybridrec ingest|demo [...]                         one stage
+    hybridrec sql "SELECT ..." [--conf FILE]            query the tables by name
+"""
+from __future__ import annotations
+
+import sys
+
+from hybridrec.jobs import demo, ingest, pipeline
+from hybridrec.jobs.common import job_parser, parse_config, run_main
+
+JOBS = {"pipeline": pipeline.main, "ingest": ingest.main, "demo": demo.main}
+
+
+def sql_main(argv: list[str]) -> int:
+    def body() -> int:
+        parser = job_parser("Run one SQL statement against the hybridrec tables and print the result.")
+        parser.add_argument("query")
+        parser.add_argument("--limit", type=int, default=50)
+        args, cfg = parse_config(parser, argv)
+        from hybridrec.session import build_session
+
+        spark = build_session(cfg)
+        spark.sql(f"USE {cfg.database}")
+        spark.sql(args.query).show(args.limit, truncate=60)
+        return 0
+
+    return run_main(body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {**JOBS, "sql": sql_main}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(__doc__)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Typed configuration: YAML per environment plus ``--set key=value`` overrides.
+
+Every job takes ``--conf FILE`` (default ``conf/local.yaml``) and any number of
+``--set section.key=value``. Unknown or mistyped keys are errors that name the key (and
+suggest the closest valid one). Secrets are *references* (an environment-variable name or a
+Databricks secret scope/key), never values; :func:`resolve_secret` reads them at the point of
+use and nothing here ever prints them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from hybridrec.errors import UserError
+
+DEFAULT_CONF = Path("conf") / "local.yaml"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: an environment variable, or a Databricks secret scope + key."""
+
+    env: str | None = None
+    scope: str | None = None
+    key: str | None = None
+
+    def describe(self) -> str:
+        """A loggable description: the secret's *name*, never its value."""
+        if self.env:
+            return f"env:{self.env}"
+        if self.scope and self.key:
+            return f"secret-scope:{self.scope}/{self.key}"
+        return "unset"
+
+
+@dataclass(frozen=True)
+class SparkConf:
+    mode: str = "local"  # local: embedded local[*] + Delta; cluster: take the provided session
+    master: str = "local[*]"
+    app_name: str = "hybridrec"
+    log_level: str = "WARN"
+    # Extra Spark settings applied only in local mode (a cluster's settings are never overridden).
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StorageConf:
+    # Local mode: warehouse/, metastore_db/ and the demo crawl live under this directory.
+    data_dir: str = ".hybridrec"
+    catalog: str | None = None  # Unity Catalog name on Databricks; None = session default
+    database: str = "hybridrec"
+
+
+@dataclass(frozen=True)
+class InputConf:
+    crawl_dir: str = ""  # JSON-lines TMDB records (*.jsonl / *.json) + posters/ folder
+    posters_dir: str | None = None  # default: <crawl_dir>/posters
+    ratings_path: str = ""  # CSV (header) or Parquet: customer_id,item_id,rating,timestamp
+    ratings_format: str = "auto"  # auto | csv | parquet
+
+
+@dataclass(frozen=True)
+class IngestConf:
+    crawl_date: str | None = None  # YYYY-MM-DD; default: crawl manifest, else the run date
+    min_rating: float = 1.0
+    max_rating: float = 5.0
+    max_poster_bytes: int = 10 * 1024 * 1024
+    max_poster_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class DemoConf:
+    # When true and input.crawl_dir does not exist yet, the pipeline first writes the seeded demo
+    # crawl into out_dir (whose crawl/ and ratings.csv the input paths should point at).
+    enabled: bool = False
+    out_dir: str = ""
+    movies: int = 2500
+    customers: int = 800
+    mean_ratings_per_customer: int = 40
+    poster_width: int = 96
+    poster_height: int = 144
+    seed: int = 7
+    bad_inputs: bool = True
+
+
+@dataclass(frozen=True)
+class RunConf:
+    id: str | None = None  # default: the run date
+    date: str | None = None  # logical run date YYYY-MM-DD; default: today (UTC)
+
+
+@dataclass(frozen=True)
+class SecretsConf:
+    tmdb_api_key: SecretRef = field(default_factory=lambda: SecretRef(env="TMDB_API_KEY"))
+
+
+@dataclass(frozen=True)
+class Config:
+    env: str = "local"
+    spark: SparkConf = field(default_factory=SparkConf)
+    storage: StorageConf = field(default_factory=StorageConf)
+    input: InputConf = field(default_factory=InputConf)
+    ingest: IngestConf = field(default_factory=IngestConf)
+    demo: DemoConf = field(default_factory=DemoConf)
+    run: RunConf = field(default_factory=RunConf)
+    secrets: SecretsConf = field(default_factory=SecretsConf)
+
+    # ---- derived values -------------------------------------------------------------
+    @property
+    def run_date(self) -> dt.date:
+        """The logical run date (conf ``run.date``, default today in UTC)."""
+        if self.run.date:
+            return parse_date(self.run.date, "run.date")
+        return dt.datetime.now(dt.timezone.utc).date()
+
+    @property
+    def run_id(self) -> str:
+        """The id stamped on every row this run writes (conf ``run.id``, default the run date)."""
+        return self.run.id or self.run_date.isoformat()
+
+    @property
+    def database(self) -> str:
+        """The quoted ``catalog.database`` (or ``database``) every table lives in."""
+        return ".".join(f"`{p}`" for p in (self.storage.catalog, self.storage.database) if p)
+
+    def table(self, name: str) -> str:
+        """Fully qualified, quoted table name in the configured catalog and database."""
+        return f"{self.database}.`{name}`"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir).expanduser().resolve()
+
+    def describe(self) -> dict[str, Any]:
+        """Config as a dict safe to print: secret references show their names only."""
+        return _describe(self)
+
+
+def _describe(obj: Any) -> Any:
+    if isinstance(obj, SecretRef):
+        return obj.describe()
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _describe(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return obj
+
+
+def parse_date(value: str, key: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise UserError(f"config key '{key}': '{value}' is not a date (expected YYYY-MM-DD)") from None
+
+
+# ---- loading -------------------------------------------------------------------------
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: str) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` in string values (paths, mostly)."""
+
+    def sub(m: re.Match[str]) -> str:
+        return os.environ.get(m.group(1), m.group(2) if m.group(2) is not None else "")
+
+    return _ENV_RE.sub(sub, value)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML (or ``--set`` string) value to the field's declared type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            return None
+        return _coerce(value, args[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1", "on"):
+            return True
+        if str(value).lower() in ("false", "no", "0", "off"):
+            return False
+        raise UserError(f"config key '{key}' must be true or false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise UserError(f"config key '{key}' must be a number, got {value!r}")
+        try:
+            number = tp(value) if tp is float else int(str(value).replace("_", ""))
+        except (TypeError, ValueError):
+            raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}") from None
+        return number
+    if tp is str:
+        if isinstance(value, (Mapping, list)):
+            raise UserError(f"config key '{key}' must be a string, got {value!r}")
+        return _expand_env(str(value))
+    raise TypeError(f"unsupported config type {tp} for {key}")  # a bug in this module
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise UserError(f"unknown config key '{prefix}{key}'{hint}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def _parse_override(item: str) -> dict[str, Any]:
+    if "=" not in item:
+        raise UserError(f"--set '{item}': expected key=value, e.g. --set ingest.min_rating=0.5")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise UserError(f"--set '{item}': empty key")
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file (default ``conf/local.yaml``) and apply ``--set`` items.
+
+    Raises :class:`UserError` with one line naming the file or key on any problem.
+    """
+    conf_path = Path(path) if path else DEFAULT_CONF
+    if not conf_path.is_file():
+        raise UserError(f"config file not found: {conf_path}")
+    try:
+        data = yaml.safe_load(conf_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"config file {conf_path}{where} is not valid YAML") from None
+    if not isinstance(data, Mapping):
+        raise UserError(f"config file {conf_path} must hold a mapping at the top level")
+    for item in overrides or []:
+        data = _merge(dict(data), _parse_override(item))
+    try:
+        cfg: Config = _build(Config, data)
+    except UserError as exc:
+        raise UserError(f"{conf_path}: {exc}") from None
+    if cfg.spark.mode not in ("local", "cluster"):
+        raise UserError(f"{conf_path}: config key 'spark.mode' must be local or cluster, got '{cfg.spark.mode}'")
+    if cfg.input.ratings_format not in ("auto", "csv", "parquet"):
+        raise UserError(f"{conf_path}: config key 'input.ratings_format' must be auto, csv or parquet")
+    if cfg.ingest.min_rating >= cfg.ingest.max_rating:
+        raise UserError(f"{conf_path}: config key 'ingest.min_rating' must be below 'ingest.max_rating'")
+    if cfg.ingest.crawl_date:
+        parse_date(cfg.ingest.crawl_date, "ingest.crawl_date")
+    cfg.run_date  # validates run.date
+    return cfg
+
+
+def resolve_secret(ref: SecretRef, dbutils: Any = None) -> str:
+    """Read a secret's value at the point of use. Raises UserError naming the reference if unset."""
+    if ref.env:
+        value = os.environ.get(ref.env)
+        if value:
+            return value
+        raise UserError(f"secret {ref.describe()} is not set: export {ref.env}=...")
+    if ref.scope and ref.key:
+        if dbutils is None:
+            raise UserError(f"secret {ref.describe()} needs Databricks dbutils (run on Databricks)")
+        return str(dbutils.secrets.get(scope=ref.scope, key=ref.key))
+    raise UserError("secret reference is empty: set env, or scope and key")

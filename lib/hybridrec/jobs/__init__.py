@@ -1,0 +1,1 @@
+"""Job entry points: ``main(argv) -> int`` each; thin — parse args, build the session, call lib."""

@@ -1,0 +1,131 @@
+"""Column names, table names and schemas — each named once, here.
+
+Every table row carries ``run_id`` (the run that wrote it). Comments become Delta column
+comments, which analysts see with ``DESCRIBE TABLE``.
+"""
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+# ---- column names --------------------------------------------------------------------
+ITEM_ID = "item_id"
+CUSTOMER_ID = "customer_id"
+RATING = "rating"
+TIMESTAMP = "timestamp"
+TITLE = "title"
+GENRE_IDS = "genre_ids"
+GENRES = "genres"
+POSTER_PATH = "poster_path"
+RECORD_HASH = "record_hash"
+RECORD_KIND = "record_kind"
+CRAWL_DATE = "crawl_date"
+SOURCE_FILE = "source_file"
+RUN_ID = "run_id"
+INGESTED_AT = "ingested_at"
+IMAGE = "image"
+CONTENT_HASH = "content_hash"
+WIDTH = "width"
+HEIGHT = "height"
+FORMAT = "format"
+BYTE_SIZE = "byte_size"
+STAGE = "stage"
+RECORD = "record"
+REASON = "reason"
+QUARANTINED_AT = "quarantined_at"
+
+# ---- table names (within the configured database) ------------------------------------
+ITEMS = "items"
+POSTERS = "posters"
+RATINGS = "ratings"
+QUARANTINE = "quarantine"
+
+
+def _f(name: str, dtype: object, nullable: bool, comment: str) -> StructField:
+    return StructField(name, dtype, nullable, metadata={"comment": comment})  # type: ignore[arg-type]
+
+
+ITEMS_SCHEMA = StructType(
+    [
+        _f(ITEM_ID, LongType(), False, "TMDB movie id"),
+        _f(TITLE, StringType(), True, "Title as TMDB returns it"),
+        _f("original_title", StringType(), True, "Original-language title"),
+        _f("original_language", StringType(), True, "ISO 639-1 code"),
+        _f("overview", StringType(), True, "Plot summary"),
+        _f("release_date", DateType(), True, "Release date (null when TMDB has none)"),
+        _f("release_year", IntegerType(), True, "Year of release_date"),
+        _f("popularity", DoubleType(), True, "TMDB popularity score at crawl time"),
+        _f("vote_average", DoubleType(), True, "TMDB mean vote, 0-10"),
+        _f("vote_count", LongType(), True, "Number of TMDB votes"),
+        _f("adult", BooleanType(), True, "TMDB adult flag"),
+        _f(POSTER_PATH, StringType(), True, "TMDB poster path, e.g. /abc.jpg (file in the crawl's posters/)"),
+        _f(GENRE_IDS, ArrayType(IntegerType()), False, "TMDB genre ids, sorted"),
+        _f(GENRES, ArrayType(StringType()), False, "Genre names, same order as genre_ids"),
+        _f(RECORD_KIND, StringType(), False, "list_result (genre_ids) or movie_details (genres[])"),
+        _f(RECORD_HASH, StringType(), False, "sha256 of the canonical record: detects changed movies"),
+        _f(CRAWL_DATE, DateType(), False, "Date of the crawl this version of the record came from"),
+        _f(SOURCE_FILE, StringType(), False, "Crawl file the record was read from"),
+        _f(RUN_ID, StringType(), False, "Run that wrote this row"),
+        _f(INGESTED_AT, TimestampType(), False, "When this row was written (UTC)"),
+    ]
+)
+
+POSTERS_SCHEMA = StructType(
+    [
+        _f(ITEM_ID, LongType(), False, "TMDB movie id"),
+        _f(POSTER_PATH, StringType(), False, "TMDB poster path"),
+        _f(IMAGE, BinaryType(), False, "Encoded image bytes as crawled"),
+        _f(CONTENT_HASH, StringType(), False, "sha256 of the image bytes"),
+        _f(WIDTH, IntegerType(), False, "Pixels"),
+        _f(HEIGHT, IntegerType(), False, "Pixels"),
+        _f(FORMAT, StringType(), False, "Image format (JPEG, PNG, ...)"),
+        _f(BYTE_SIZE, LongType(), False, "Bytes"),
+        _f(CRAWL_DATE, DateType(), False, "Crawl this poster came from"),
+        _f(SOURCE_FILE, StringType(), False, "Poster file path"),
+        _f(RUN_ID, StringType(), False, "Run that wrote this row"),
+        _f(INGESTED_AT, TimestampType(), False, "When this row was written (UTC)"),
+    ]
+)
+
+RATINGS_SCHEMA = StructType(
+    [
+        _f(CUSTOMER_ID, LongType(), False, "Customer id"),
+        _f(ITEM_ID, LongType(), False, "TMDB movie id (present in items)"),
+        _f(RATING, DoubleType(), False, "Rating within [ingest.min_rating, ingest.max_rating]"),
+        _f(TIMESTAMP, TimestampType(), False, "When the rating was given (UTC)"),
+        _f(SOURCE_FILE, StringType(), False, "Ratings file the row was read from"),
+        _f(RUN_ID, StringType(), False, "Run that wrote this row"),
+        _f(INGESTED_AT, TimestampType(), False, "When this row was written (UTC)"),
+    ]
+)
+
+QUARANTINE_SCHEMA = StructType(
+    [
+        _f(STAGE, StringType(), False, "Stage and input kind, e.g. ingest.items, ingest.posters"),
+        _f(SOURCE_FILE, StringType(), True, "File the bad record or file came from"),
+        _f(RECORD, StringType(), True, "The raw record (truncated to 10,000 chars) or the file path"),
+        _f(REASON, StringType(), False, "Why it was set aside, in words"),
+        _f(RUN_ID, StringType(), False, "Run that quarantined it"),
+        _f(QUARANTINED_AT, TimestampType(), False, "When (UTC)"),
+    ]
+)
+
+TABLE_COMMENTS = {
+    ITEMS: "Movies from the TMDB crawl, one row per TMDB id, newest crawl wins",
+    POSTERS: "Poster images of items, validated and decoded once, one row per item",
+    RATINGS: "Customer ratings, one row per (customer_id, item_id), newest timestamp wins",
+    QUARANTINE: "Bad input rows and files, each with the stage and a reason; nothing is dropped silently",
+}
+
+TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA}

@@ -1,0 +1,39 @@
+"""hybridrec: Spark batch jobs for poster-aware hybrid movie recommendations."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def _reqs(name: str) -> list[str]:
+    lines = (HERE / "requirements" / name).read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+JOBS = ["pipeline", "ingest", "demo"]
+
+setup(
+    name="hybridrec",
+    version="0.1.0",
+    description="Spark/Delta jobs: VGG19 poster features + genre blocks + rating-weighted top-n",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    package_data={"hybridrec": ["py.typed"]},
+    include_package_data=True,
+    install_requires=_reqs("base.txt"),
+    extras_require={
+        # the deep-learning stages on CPU executors
+        "cpu": _reqs("ml.txt"),
+        # the deep-learning stages on GPU executors (CUDA wheels instead of tensorflow-cpu)
+        "gpu": [r.replace("tensorflow-cpu", "tensorflow[and-cuda]") for r in _reqs("ml.txt")],
+        "dev": _reqs("ml.txt") + _reqs("dev.txt"),
+    },
+    entry_points={
+        "console_scripts": ["hybridrec=hybridrec.cli:main"]
+        + [f"hybridrec-{job}=hybridrec.jobs.{job}:main" for job in JOBS],
+    },
+)
