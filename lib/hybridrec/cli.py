@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from hybridrec.jobs import demo, ingest, pipeline
 from hybridrec.jobs.common import job_parser, parse_config, run_main
 
-JOBS = {"pipeline": pipeline.main, "ingest": ingest.main, "demo": demo.main}
+JOBS: dict[str, Callable[[list[str] | None], int]] = {"pipeline": pipeline.main, "ingest": ingest.main, "demo": demo.main}
 
 
 def sql_main(argv: list[str]) -> int:
@@ -32,7 +33,7 @@ def sql_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {**JOBS, "sql": sql_main}
+    commands: dict[str, Callable[[list[str]], int]] = {**JOBS, "sql": sql_main}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

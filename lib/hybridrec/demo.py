@@ -177,7 +177,7 @@ def generate_demo(out_dir: str | Path, movies: int = 2500, customers: int = 800,
     style = _genre_style(rng)
     width, height = poster_size
     ids = rng.choice(np.arange(10_000, 900_000), size=movies, replace=False)
-    popularity = rng.pareto(1.2, size=movies) + 1.0  # long tail
+    popularity = rng.pareto(1.0, size=movies) + 1.0  # long tail
     item_genres: list[list[int]] = []
     lines: list[str] = []
     for i, item_id in enumerate(ids):
@@ -198,7 +198,7 @@ def generate_demo(out_dir: str | Path, movies: int = 2500, customers: int = 800,
     for c in range(customers):
         taste = rng.dirichlet(np.full(len(GENRES), 0.25))
         affinity = membership @ taste / np.maximum(membership.sum(1), 1)
-        weight = popularity ** 0.8 * (0.05 + affinity * 8)
+        weight = popularity * (0.05 + affinity * 8)
         n = int(np.clip(rng.lognormal(np.log(mean_ratings_per_customer), 0.6), 5, movies // 2))
         picked = rng.choice(movies, size=n, replace=False, p=weight / weight.sum())
         z = (affinity[picked] - affinity.mean()) / (affinity.std() + 1e-9)

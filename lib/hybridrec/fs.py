@@ -17,9 +17,10 @@ class FileInfo:
 
 
 def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
+    jsc: Any = spark.sparkContext._jsc
     jpath = jvm.org.apache.hadoop.fs.Path(path)
-    return jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), jpath  # type: ignore[attr-defined]
+    return jpath.getFileSystem(jsc.hadoopConfiguration()), jpath
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -50,7 +51,7 @@ def read_small_text(spark: SparkSession, path: str, max_bytes: int = 1 << 20) ->
     fs, jpath = _fs(spark, path)
     stream = fs.open(jpath)
     try:
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        jvm: Any = spark.sparkContext._jvm
         data = jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
     finally:
         stream.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -31,6 +32,7 @@ from hybridrec import schemas as S
 from hybridrec.config import Config, parse_date
 from hybridrec.errors import UserError
 from hybridrec.images import probe_image
+from hybridrec.session import ensure_database
 from hybridrec.tables import UpsertResult, ensure_table, replace_rows, sql_str, upsert_changed
 from hybridrec.tmdb import MAX_RAW_CHARS, MOVIE_DETAILS, parse_record, poster_file_name
 
@@ -99,7 +101,7 @@ def read_crawl_lines(spark: SparkSession, files: list[str]) -> DataFrame:
 
 def parse_crawl(lines: DataFrame) -> DataFrame:
     """Parse crawl lines into typed item columns; bad lines keep ``record`` and get a ``reason``."""
-    return lines.mapInPandas(_parse_batches, PARSED_SCHEMA)
+    return lines.mapInPandas(_parse_batches, PARSED_SCHEMA)  # type: ignore[arg-type]
 
 
 def split_duplicate_items(parsed_ok: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -296,6 +298,25 @@ class IngestReport:
         return out
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in path and not path.startswith(("dbfs:", "file:"))
+
+
+def preflight(cfg: Config) -> None:
+    """Fail before any Spark work when a configured local input is missing (one clear line).
+
+    Remote paths (s3a://, abfss://, dbfs:, ...) are checked through Hadoop once Spark is up.
+    """
+    if not cfg.input.crawl_dir:
+        raise UserError("config key 'input.crawl_dir' is empty")
+    if not cfg.input.ratings_path:
+        raise UserError("config key 'input.ratings_path' is empty")
+    if _is_local(cfg.input.crawl_dir) and not os.path.isdir(cfg.input.crawl_dir):
+        raise UserError(f"crawl folder not found: {cfg.input.crawl_dir} (config input.crawl_dir)")
+    if _is_local(cfg.input.ratings_path) and not os.path.exists(cfg.input.ratings_path):
+        raise UserError(f"ratings file not found: {cfg.input.ratings_path} (config input.ratings_path)")
+
+
 def crawl_date_for(spark: SparkSession, cfg: Config, crawl_dir: str) -> dt.date:
     """Conf ``ingest.crawl_date``, else the crawl manifest's ``crawl_date``, else the run date."""
     if cfg.ingest.crawl_date:
@@ -324,11 +345,8 @@ def _apply(counts: StageCounts, res: UpsertResult) -> None:
 def run_ingest(spark: SparkSession, cfg: Config) -> IngestReport:
     """Read the configured crawl and ratings, upsert ``items``, ``posters``, ``ratings``, and
     replace this run's ``quarantine`` rows. Returns the counts (already checked to add up)."""
+    preflight(cfg)
     crawl_dir = cfg.input.crawl_dir
-    if not crawl_dir:
-        raise UserError("config key 'input.crawl_dir' is empty")
-    if not cfg.input.ratings_path:
-        raise UserError("config key 'input.ratings_path' is empty")
     posters_dir = cfg.input.posters_dir or crawl_dir.rstrip("/") + "/posters"
     files = crawl_files(spark, crawl_dir)  # fail fast on a missing crawl
     if not fs.exists(spark, cfg.input.ratings_path):
@@ -336,6 +354,7 @@ def run_ingest(spark: SparkSession, cfg: Config) -> IngestReport:
     run_id = cfg.run_id
     crawl_date = crawl_date_for(spark, cfg, crawl_dir)
     report = IngestReport(run_id=run_id, crawl_date=crawl_date)
+    ensure_database(spark, cfg)
     for name in (S.ITEMS, S.POSTERS, S.RATINGS, S.QUARANTINE):
         report.tables[name] = ensure_table(spark, cfg, name)
     stamp = [F.lit(crawl_date).alias(S.CRAWL_DATE), F.lit(run_id).alias(S.RUN_ID),

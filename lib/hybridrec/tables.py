@@ -87,7 +87,14 @@ def replace_rows(spark: SparkSession, full_name: str, df: DataFrame, predicate: 
         new = df.select(*compare_cols)
         if stored.exceptAll(new).isEmpty() and new.exceptAll(stored).isEmpty():
             return False
-    df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).saveAsTable(full_name)
+    columns = spark.table(full_name).columns
+    view = f"_hybridrec_replace_{abs(hash((full_name, predicate))):x}"
+    df.select(*columns).createOrReplaceTempView(view)
+    try:
+        # INSERT ... REPLACE WHERE keeps the table's schema and column comments as they are.
+        spark.sql(f"INSERT INTO {full_name} REPLACE WHERE {predicate} SELECT * FROM {view}")
+    finally:
+        spark.catalog.dropTempView(view)
     return True
 
 

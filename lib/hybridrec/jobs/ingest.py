@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from hybridrec.ingest import run_ingest
+from hybridrec.ingest import preflight, run_ingest
 from hybridrec.jobs.common import Timer, job_parser, parse_config, run_main
 from hybridrec.session import build_session
 
@@ -11,6 +11,7 @@ from hybridrec.session import build_session
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         _, cfg = parse_config(job_parser(__doc__ or "ingest"), argv)
+        preflight(cfg)
         spark = build_session(cfg)
         timer = Timer()
         report = run_ingest(spark, cfg)

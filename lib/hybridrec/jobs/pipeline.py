@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from hybridrec import schemas as S
 from hybridrec.config import Config
 from hybridrec.errors import UserError
-from hybridrec.ingest import run_ingest
+from hybridrec.ingest import preflight, run_ingest
 from hybridrec.jobs.common import Timer, job_parser, parse_config, run_main
 from hybridrec.jobs.demo import write_demo
 from hybridrec.session import build_session
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             t = Timer()
             demo = write_demo(cfg)
             _progress("demo", 0, demo.movies + demo.ratings, t.seconds)
+        if "ingest" in stages:
+            preflight(cfg)
         spark = build_session(cfg)
         run_pipeline(spark, cfg, stages)
         print(f"\ndone in {total.seconds:.1f}s - run id {cfg.run_id}; tables in database "

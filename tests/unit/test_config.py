@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybridrec.config import SecretRef, load_config, resolve_secret
+from hybridrec.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "conf" / "local.yaml"
+CLUSTER = ROOT / "conf" / "cluster.yaml"
+
+
+def test_both_environment_files_load() -> None:
+    local, cluster = load_config(LOCAL), load_config(CLUSTER)
+    assert local.spark.mode == "local" and cluster.spark.mode == "cluster"
+    assert cluster.secrets.tmdb_api_key == SecretRef(scope="hybridrec", key="tmdb-api-key")
+
+
+def test_set_overrides_are_typed() -> None:
+    cfg = load_config(LOCAL, ["ingest.min_rating=0.5", "demo.movies=42", "demo.bad_inputs=false",
+                              "run.date=2024-02-29", "storage.catalog=main"])
+    assert cfg.ingest.min_rating == 0.5 and isinstance(cfg.ingest.min_rating, float)
+    assert cfg.demo.movies == 42 and cfg.demo.bad_inputs is False
+    assert cfg.run_id == "2024-02-29"
+    assert cfg.table("items") == "`main`.`hybridrec`.`items`"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("ingest.min_ratng=1", "unknown config key 'ingest.min_ratng' (did you mean 'ingest.min_rating'?)"),
+        ("nosuch.key=1", "unknown config key 'nosuch'"),
+        ("demo.movies=many", "config key 'demo.movies' must be int, got 'many'"),
+        ("demo.bad_inputs=maybe", "config key 'demo.bad_inputs' must be true or false"),
+        ("spark.mode=yarn", "config key 'spark.mode' must be local or cluster"),
+        ("run.date=yesterday", "config key 'run.date': 'yesterday' is not a date"),
+        ("ingest.min_rating=9", "'ingest.min_rating' must be below 'ingest.max_rating'"),
+        ("novalue", "expected key=value"),
+    ],
+)
+def test_bad_config_names_the_key(override: str, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        load_config(LOCAL, [override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="config file not found: .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spark: [unclosed\n")
+    with pytest.raises(UserError, match="is not valid YAML"):
+        load_config(bad)
+
+
+def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDREC_DATA", "/srv/recs")
+    assert load_config(LOCAL).storage.data_dir == "/srv/recs"
+    monkeypatch.delenv("HYBRIDREC_DATA")
+    assert load_config(LOCAL).storage.data_dir == ".hybridrec"
+
+
+def test_secrets_are_references_never_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMDB_API_KEY", "canary-3f9a1c")
+    cfg = load_config(LOCAL)
+    assert "canary-3f9a1c" not in repr(cfg) and "canary-3f9a1c" not in str(cfg.describe())
+    assert cfg.describe()["secrets"]["tmdb_api_key"] == "env:TMDB_API_KEY"
+    assert resolve_secret(cfg.secrets.tmdb_api_key) == "canary-3f9a1c"
+    monkeypatch.delenv("TMDB_API_KEY")
+    with pytest.raises(UserError, match="secret env:TMDB_API_KEY is not set"):
+        resolve_secret(cfg.secrets.tmdb_api_key)
+
+
+def test_databricks_secret_scope() -> None:
+    class Secrets:
+        @staticmethod
+        def get(scope: str, key: str) -> str:
+            return f"{scope}/{key}-value"
+
+    class DbUtils:
+        secrets = Secrets()
+
+    ref = SecretRef(scope="hybridrec", key="tmdb-api-key")
+    assert resolve_secret(ref, DbUtils()) == "hybridrec/tmdb-api-key-value"
+    with pytest.raises(UserError, match="needs Databricks dbutils"):
+        resolve_secret(ref)
+
+
+def test_local_session_conf_is_embedded_delta(tmp_path: Path) -> None:
+    from hybridrec.session import delta_maven_coordinates, local_spark_conf
+
+    cfg = load_config(LOCAL, [f"storage.data_dir={tmp_path}", "spark.conf={spark.sql.shuffle.partitions: '3'}"])
+    conf = local_spark_conf(cfg)
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    assert conf["spark.sql.warehouse.dir"] == str(tmp_path / "warehouse")
+    assert f"databaseName={tmp_path / 'metastore_db'}" in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
+    assert conf["spark.jars.packages"] == ",".join(delta_maven_coordinates())
+    assert conf["spark.sql.shuffle.partitions"] == "3"  # conf wins over defaults, locally
