@@ -22,7 +22,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    package_data={"hybridrec": ["py.typed"]},
+    package_data={"hybridrec": ["py.typed", "log4j2.properties"]},
     include_package_data=True,
     install_requires=_reqs("base.txt"),
     extras_require={

@@ -27,6 +27,7 @@ SPARK_LINE = "4.0"
 # Maven Central for Spark 4.0 is 4.4.0 (4.4.1 was never published there: the jar 404s), and the
 # Python API is a thin wrapper that works against it.
 DELTA_JAR_VERSION = "4.4.0"
+LOG4J_CONF = Path(__file__).parent / "log4j2.properties"
 
 
 def delta_maven_coordinates() -> list[str]:
@@ -47,7 +48,7 @@ def local_spark_conf(cfg: Config) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(data / "warehouse"),
         "spark.sql.catalogImplementation": "hive",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data}",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data} -Dlog4j2.configurationFile=file:{LOG4J_CONF}",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
