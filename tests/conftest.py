@@ -31,7 +31,8 @@ def base_overrides(data_dir: Path) -> list[str]:
     return [
         f"storage.data_dir={data_dir}",
         "spark.master=local[2]",
-        "spark.conf={spark.sql.shuffle.partitions: '4', spark.default.parallelism: '4', spark.driver.memory: 2g}",
+        "spark.conf={spark.sql.shuffle.partitions: '4', spark.default.parallelism: '4', spark.driver.memory: 2g, "
+        "spark.databricks.delta.snapshotPartitions: '2'}",
         "demo.enabled=false",
     ]
 

@@ -94,6 +94,33 @@ class DemoConf:
 
 
 @dataclass(frozen=True)
+class BackboneConf:
+    """One CNN whose pooled activations become (part of) a poster's feature vector."""
+
+    # vgg19 (the paper's) | any keras.applications model by name (resnet50, mobilenet_v2, ...)
+    # | file (a saved Keras model at model_path)
+    name: str = "vgg19"
+    layer: str | None = None  # default: block5_pool for VGG; the last layer otherwise; fc1/fc2 = VGG's 4096-d
+    pooling: str = "avg"  # avg | max | flatten (global pooling of a 4-D activation)
+    weights: str = "imagenet"  # imagenet (Keras cache, $KERAS_HOME/models) | random | a weights file path
+    model_path: str | None = None  # for name: file (.keras / .h5)
+    preprocess: str = "auto"  # auto (the backbone's own) | caffe | tf | torch | none
+
+
+@dataclass(frozen=True)
+class EmbedConf:
+    # Several backbones = the paper's future-work ensemble: their vectors are concatenated.
+    backbones: list[BackboneConf] = field(default_factory=lambda: [BackboneConf()])
+    input_size: int = 224  # square side in pixels fed to the CNN
+    resize: str = "pad"  # pad (aspect-preserving, mean-colour border) | crop (centre crop)
+    batch_size: int = 32  # images per model call
+    arrow_batch_size: int = 256  # rows per Arrow batch into the pandas UDF
+    seed: int = 0  # for weights: random
+    mixed_precision: bool = False  # float16 compute on GPUs
+    tf_threads: int = 0  # intra-op threads per Python worker (0 = TensorFlow's default)
+
+
+@dataclass(frozen=True)
 class RunConf:
     id: str | None = None  # default: the run date
     date: str | None = None  # logical run date YYYY-MM-DD; default: today (UTC)
@@ -112,6 +139,7 @@ class Config:
     input: InputConf = field(default_factory=InputConf)
     ingest: IngestConf = field(default_factory=IngestConf)
     demo: DemoConf = field(default_factory=DemoConf)
+    embed: EmbedConf = field(default_factory=EmbedConf)
     run: RunConf = field(default_factory=RunConf)
     secrets: SecretsConf = field(default_factory=SecretsConf)
 
@@ -190,6 +218,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
         return _build(tp, value, key + ".")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"config key '{key}' must be a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
@@ -282,6 +315,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise UserError(f"{conf_path}: config key 'input.ratings_format' must be auto, csv or parquet")
     if cfg.ingest.min_rating >= cfg.ingest.max_rating:
         raise UserError(f"{conf_path}: config key 'ingest.min_rating' must be below 'ingest.max_rating'")
+    if cfg.embed.resize not in ("pad", "crop"):
+        raise UserError(f"{conf_path}: config key 'embed.resize' must be pad or crop, got '{cfg.embed.resize}'")
+    if not cfg.embed.backbones:
+        raise UserError(f"{conf_path}: config key 'embed.backbones' needs at least one backbone")
+    for i, b in enumerate(cfg.embed.backbones):
+        if b.pooling not in ("avg", "max", "flatten"):
+            raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].pooling' must be avg, max or flatten")
+        if b.preprocess not in ("auto", "caffe", "tf", "torch", "none"):
+            raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].preprocess' must be auto, caffe, tf, torch or none")
+        if b.name == "file" and not b.model_path:
+            raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].model_path' is required for name: file")
     if cfg.ingest.crawl_date:
         parse_date(cfg.ingest.crawl_date, "ingest.crawl_date")
     cfg.run_date  # validates run.date

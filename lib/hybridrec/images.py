@@ -5,6 +5,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
@@ -46,3 +47,48 @@ def probe_image(data: bytes | None, max_pixels: int) -> ImageProbe:
     except (OSError, SyntaxError, ValueError) as exc:
         return ImageProbe(None, None, None, f"image could not be decoded: {exc}")
     return ImageProbe(width, height, fmt, None)
+
+
+# ImageNet mean in RGB: the border colour of padded posters, so it becomes ~0 after the
+# backbone's mean subtraction instead of a black frame the CNN would see as content.
+IMAGENET_MEAN_RGB = (124, 116, 104)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode to RGB: grayscale, CMYK, palette (incl. transparency) and alpha images are
+    converted, transparent areas composited on white (as a poster would be shown)."""
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    if img.mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def decode_for_cnn(data: bytes, size: int, resize: str) -> np.ndarray:
+    """Decode image bytes into a ``(size, size, 3)`` uint8 RGB array.
+
+    ``resize='pad'`` keeps the aspect ratio and pads with the ImageNet mean colour;
+    ``'crop'`` scales the shorter side to ``size`` and takes the centre. Raises on bad data
+    (callers turn that into a quarantine reason).
+    """
+    with Image.open(io.BytesIO(data)) as raw:
+        raw.load()
+        img = to_rgb(raw)
+    w, h = img.size
+    if resize == "crop":
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    else:
+        scale = size / max(w, h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        canvas = Image.new("RGB", (size, size), IMAGENET_MEAN_RGB)
+        canvas.paste(img.resize((nw, nh), Image.Resampling.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+        img = canvas
+    return np.asarray(img, dtype=np.uint8)

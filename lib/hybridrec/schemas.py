@@ -11,6 +11,7 @@ from pyspark.sql.types import (
     BooleanType,
     DateType,
     DoubleType,
+    FloatType,
     IntegerType,
     LongType,
     StringType,
@@ -44,12 +45,20 @@ STAGE = "stage"
 RECORD = "record"
 REASON = "reason"
 QUARANTINED_AT = "quarantined_at"
+MODEL_KEY = "model_key"
+BACKBONE = "backbone"
+LAYER = "layer"
+WEIGHTS = "weights"
+DIMS = "dims"
+VECTOR = "vector"
+COMPUTED_AT = "computed_at"
 
 # ---- table names (within the configured database) ------------------------------------
 ITEMS = "items"
 POSTERS = "posters"
 RATINGS = "ratings"
 QUARANTINE = "quarantine"
+ITEM_EMBEDDINGS = "item_embeddings"
 
 
 def _f(name: str, dtype: object, nullable: bool, comment: str) -> StructField:
@@ -121,11 +130,28 @@ QUARANTINE_SCHEMA = StructType(
     ]
 )
 
+ITEM_EMBEDDINGS_SCHEMA = StructType(
+    [
+        _f(ITEM_ID, LongType(), False, "TMDB movie id"),
+        _f(CONTENT_HASH, StringType(), False, "sha256 of the poster bytes the vector was computed from"),
+        _f(MODEL_KEY, StringType(), False, "Id of the whole extractor spec (backbones, layers, weights, size)"),
+        _f(BACKBONE, StringType(), False, "Backbone(s), '+'-joined for an ensemble"),
+        _f(LAYER, StringType(), False, "Layer/pooling per backbone"),
+        _f(WEIGHTS, StringType(), False, "Weights source: imagenet, file:<path> or random(seed=N) (tests/demo)"),
+        _f(DIMS, IntegerType(), False, "Vector length"),
+        _f(VECTOR, ArrayType(FloatType()), False, "The poster's feature vector"),
+        _f(RUN_ID, StringType(), False, "Run that computed it"),
+        _f(COMPUTED_AT, TimestampType(), False, "When (UTC)"),
+    ]
+)
+
 TABLE_COMMENTS = {
     ITEMS: "Movies from the TMDB crawl, one row per TMDB id, newest crawl wins",
     POSTERS: "Poster images of items, validated and decoded once, one row per item",
     RATINGS: "Customer ratings, one row per (customer_id, item_id), newest timestamp wins",
     QUARANTINE: "Bad input rows and files, each with the stage and a reason; nothing is dropped silently",
+    ITEM_EMBEDDINGS: "Poster feature vectors from the configured CNN backbone(s), one row per item and extractor",
 }
 
-TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA}
+TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA,
+                 ITEM_EMBEDDINGS: ITEM_EMBEDDINGS_SCHEMA}

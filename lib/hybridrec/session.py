@@ -53,6 +53,8 @@ def local_spark_conf(cfg: Config) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
+        # Delta rebuilds table state with this many tasks (default 50): far too many on one machine.
+        "spark.databricks.delta.snapshotPartitions": "4",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }

@@ -10,11 +10,13 @@ from pyspark.sql.types import StructType
 
 from hybridrec.config import Config
 from hybridrec.schemas import TABLE_COMMENTS, TABLE_SCHEMAS
+from hybridrec.session import ensure_database
 
 
 def ensure_table(spark: SparkSession, cfg: Config, name: str, schema: StructType | None = None,
                  comment: str | None = None) -> str:
     """Create the Delta table ``name`` in the configured database if absent; return its full name."""
+    ensure_database(spark, cfg)
     full = cfg.table(name)
     schema = schema or TABLE_SCHEMAS[name]
     (

@@ -9,12 +9,14 @@ from pyspark.sql import SparkSession
 from hybridrec import schemas as S
 from hybridrec.config import Config
 from hybridrec.errors import UserError
+from hybridrec.backbones import ModelSpec, check_weights
+from hybridrec.embed import run_embed
 from hybridrec.ingest import preflight, run_ingest
 from hybridrec.jobs.common import Timer, job_parser, parse_config, run_main
 from hybridrec.jobs.demo import write_demo
 from hybridrec.session import build_session
 
-STAGES = ("ingest",)
+STAGES = ("ingest", "embed")
 
 
 def _progress(stage: str, rows_in: int, rows_out: int, seconds: float) -> None:
@@ -43,6 +45,20 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STA
                   t.seconds)
         for line in report.lines():
             print("             " + line)
+    if "embed" in stages:
+        t = Timer()
+        spec = ModelSpec.from_conf(cfg.embed)
+        if spec.uses_random:
+            print("             note: embed uses seeded RANDOM weights (offline demo; vectors carry no ImageNet "
+                  "semantics). For real features: --set 'embed.backbones=[{name: vgg19, weights: imagenet}]' with "
+                  "the weights in $KERAS_HOME/models", flush=True)
+        if spec.input_size != 224:
+            print(f"             note: embed input size {spec.input_size}x{spec.input_size} (the paper uses 224; "
+                  "the demo conf is smaller to run fast on a laptop)", flush=True)
+        emb = run_embed(spark, cfg)
+        _progress("embed", emb.posters, emb.computed + emb.already_embedded, t.seconds)
+        for line in emb.lines():
+            print("             " + line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             _progress("demo", 0, demo.movies + demo.ratings, t.seconds)
         if "ingest" in stages:
             preflight(cfg)
+        if "embed" in stages:
+            check_weights(ModelSpec.from_conf(cfg.embed))
         spark = build_session(cfg)
         run_pipeline(spark, cfg, stages)
         print(f"\ndone in {total.seconds:.1f}s - run id {cfg.run_id}; tables in database "

@@ -1,0 +1,176 @@
+"""Embed: poster images -> CNN feature vectors, distributed through an iterator pandas UDF.
+
+The UDF decodes and resizes each poster on the executor (no image bytes pass through the
+driver), runs the worker-cached extractor in inference batches, and returns either a vector or
+a reason; failures go to ``quarantine`` and never fail a task. Only posters whose
+(item, content hash, extractor) have no vector yet are computed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark import TaskContext
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+from hybridrec import schemas as S
+from hybridrec.backbones import ModelSpec, check_weights, get_extractor
+from hybridrec.config import Config
+from hybridrec.images import decode_for_cnn
+from hybridrec.session import ensure_database
+from hybridrec.tables import ensure_table, upsert_changed
+
+STAGE_EMBED = "embed.posters"
+EMBED_RESULT = StructType([StructField(S.VECTOR, ArrayType(FloatType())), StructField(S.REASON, StringType())])
+
+
+def assigned_gpus() -> list[str]:
+    """GPU addresses Spark assigned to the running task (empty on CPU or outside a task)."""
+    ctx = TaskContext.get()
+    if ctx is None:
+        return []
+    gpu = ctx.resources().get("gpu")
+    return list(gpu.addresses) if gpu is not None else []
+
+
+def embed_batches(spec: ModelSpec, batch_size: int, images: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    """The iterator UDF's body: per Arrow batch, decode what decodes, embed in model batches."""
+    extractor = None
+    for batch in images:
+        vectors: list[list[float] | None] = [None] * len(batch)
+        reasons: list[str | None] = [None] * len(batch)
+        arrays, slots = [], []
+        for i, data in enumerate(batch):
+            try:
+                arrays.append(decode_for_cnn(bytes(data), spec.input_size, spec.resize))
+                slots.append(i)
+            except Exception as exc:  # any decoder failure is a property of the file, not the job
+                reasons[i] = f"poster could not be decoded for the CNN: {type(exc).__name__}: {exc}"
+        if arrays:
+            if extractor is None:
+                extractor = get_extractor(spec, assigned_gpus())
+            out = extractor(np.stack(arrays), batch_size=batch_size)
+            for row, i in enumerate(slots):
+                vectors[i] = out[row].tolist()
+        yield pd.DataFrame({S.VECTOR: vectors, S.REASON: reasons})
+
+
+def embed_column(spec: ModelSpec, batch_size: int) -> Callable[[Column], Column]:
+    """A ``struct<vector, reason>`` iterator pandas UDF over a binary image column."""
+
+    def udf(images: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        return embed_batches(spec, batch_size, images)
+
+    return F.pandas_udf(udf, EMBED_RESULT)  # type: ignore[call-overload]
+
+
+def _quarantine_record(item_id: Column, content_hash: Column, model_key: str) -> Column:
+    return F.concat(F.lit("item_id="), item_id.cast("string"), F.lit(" content_hash="), content_hash,
+                    F.lit(f" model_key={model_key}"))
+
+
+def quarantined_posters(quarantine: DataFrame, model_key: str) -> DataFrame:
+    """(item_id, content_hash) that this extractor already quarantined (any run)."""
+    pattern = r"^item_id=(\d+) content_hash=([0-9a-f]+) model_key=(\w+)$"
+    rec = F.col(S.RECORD)
+    return quarantine.filter((F.col(S.STAGE) == STAGE_EMBED)).select(
+        F.regexp_extract(rec, pattern, 1).cast("long").alias(S.ITEM_ID),
+        F.regexp_extract(rec, pattern, 2).alias(S.CONTENT_HASH),
+        F.regexp_extract(rec, pattern, 3).alias(S.MODEL_KEY),
+    ).filter(F.col(S.MODEL_KEY) == model_key).drop(S.MODEL_KEY).distinct()
+
+
+def posters_to_embed(posters: DataFrame, existing: DataFrame, model_key: str,
+                     quarantined: DataFrame | None = None) -> DataFrame:
+    """Posters with no vector yet for this extractor (by item, content hash and model key),
+    leaving out those it already quarantined."""
+    done = existing.filter(F.col(S.MODEL_KEY) == model_key).select(S.ITEM_ID, S.CONTENT_HASH)
+    if quarantined is not None:
+        done = done.unionByName(quarantined)
+    return posters.join(done, on=[S.ITEM_ID, S.CONTENT_HASH], how="left_anti")
+
+
+def compute_embeddings(todo: DataFrame, spec: ModelSpec, batch_size: int, run_id: str,
+                       computed_at: Column | None = None) -> DataFrame:
+    """``todo`` (item_id, content_hash, image) -> rows with ``vector`` and ``reason``."""
+    result = todo.select(S.ITEM_ID, S.CONTENT_HASH, embed_column(spec, batch_size)(F.col(S.IMAGE)).alias("_e"))
+    return result.select(
+        S.ITEM_ID, S.CONTENT_HASH,
+        F.lit(spec.key).alias(S.MODEL_KEY), F.lit(spec.backbone_label).alias(S.BACKBONE),
+        F.lit(spec.layer_label).alias(S.LAYER), F.lit(spec.weights_label).alias(S.WEIGHTS),
+        F.size("_e.vector").cast("int").alias(S.DIMS), F.col("_e.vector").alias(S.VECTOR),
+        F.lit(run_id).alias(S.RUN_ID), (computed_at if computed_at is not None else F.current_timestamp()).alias(S.COMPUTED_AT),
+        F.col("_e.reason").alias(S.REASON),
+    )
+
+
+@dataclass
+class EmbedReport:
+    run_id: str
+    model_key: str
+    weights: str
+    posters: int = 0
+    already_embedded: int = 0
+    already_quarantined: int = 0
+    computed: int = 0
+    quarantined: int = 0
+    dims: int | None = None
+    seconds: float = 0.0
+    tables: dict[str, str] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        return [f"extractor {self.model_key} ({self.weights}), {self.dims or '-'} dims: posters {self.posters}, "
+                f"already embedded {self.already_embedded}, already quarantined {self.already_quarantined}, "
+                f"computed {self.computed}, quarantined {self.quarantined}"]
+
+
+def run_embed(spark: SparkSession, cfg: Config) -> EmbedReport:
+    """Embed every poster that has no vector for the configured extractor; write the new ones."""
+    spec = ModelSpec.from_conf(cfg.embed)
+    check_weights(spec)  # before any Spark work
+    ensure_database(spark, cfg)
+    run_id = cfg.run_id
+    report = EmbedReport(run_id=run_id, model_key=spec.key, weights=spec.weights_label)
+    for name in (S.POSTERS, S.ITEM_EMBEDDINGS, S.QUARANTINE):
+        report.tables[name] = ensure_table(spark, cfg, name)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.embed.arrow_batch_size))
+    started = dt.datetime.now()
+    posters = spark.table(report.tables[S.POSTERS]).select(S.ITEM_ID, S.CONTENT_HASH, S.IMAGE)
+    existing = spark.table(report.tables[S.ITEM_EMBEDDINGS])
+    earlier_bad = quarantined_posters(spark.table(report.tables[S.QUARANTINE]), spec.key).persist()
+    todo = posters_to_embed(posters, existing, spec.key, earlier_bad)
+    report.posters = posters.count()
+    n_todo = todo.count()
+    report.already_quarantined = posters.join(earlier_bad, [S.ITEM_ID, S.CONTENT_HASH], "left_semi").count()
+    report.already_embedded = report.posters - n_todo - report.already_quarantined
+    if n_todo:
+        computed = compute_embeddings(todo, spec, cfg.embed.batch_size, run_id).persist()
+        try:
+            ok = computed.filter(F.col(S.REASON).isNull()).drop(S.REASON)
+            res = upsert_changed(spark, report.tables[S.ITEM_EMBEDDINGS], ok, [S.ITEM_ID, S.MODEL_KEY],
+                                 S.CONTENT_HASH, S.COMPUTED_AT)
+            report.computed = res.inserted + res.updated
+            bad = computed.filter(F.col(S.REASON).isNotNull()).select(
+                F.lit(STAGE_EMBED).alias(S.STAGE), F.lit(report.tables[S.POSTERS]).alias(S.SOURCE_FILE),
+                _quarantine_record(F.col(S.ITEM_ID), F.col(S.CONTENT_HASH), spec.key).alias(S.RECORD),
+                S.REASON, F.lit(run_id).alias(S.RUN_ID), F.current_timestamp().alias(S.QUARANTINED_AT)).persist()
+            report.quarantined = bad.count()
+            if report.quarantined:
+                # appended: earlier runs' rows stay, and these posters are never retried
+                bad.select(*spark.table(report.tables[S.QUARANTINE]).columns).write.format("delta") \
+                    .mode("append").saveAsTable(report.tables[S.QUARANTINE])
+            first = spark.table(report.tables[S.ITEM_EMBEDDINGS]).filter(F.col(S.MODEL_KEY) == spec.key).select(S.DIMS).first()
+            report.dims = int(first[S.DIMS]) if first else None
+        finally:
+            computed.unpersist()
+    earlier_bad.unpersist()
+    report.seconds = (dt.datetime.now() - started).total_seconds()
+    if report.posters != report.already_embedded + report.already_quarantined + report.computed + report.quarantined:
+        raise RuntimeError(f"embed: posters {report.posters} != already {report.already_embedded} + computed "
+                           f"{report.computed} + quarantined {report.quarantined}")
+    return report
