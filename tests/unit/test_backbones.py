@@ -87,3 +87,13 @@ def test_extractor_is_built_once_and_seeded() -> None:
     assert a is b and a.dims == 512
     x = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3)).astype(np.uint8)
     np.testing.assert_allclose(a(x), a(x, batch_size=1), rtol=1e-5, atol=1e-5)
+
+
+def test_fc2_gives_vgg19s_4096_d_features() -> None:
+    """fc1/fc2 need VGG19's top (fixed 224x224 input): smaller inputs are resized to it."""
+    spec = ModelSpec.from_conf(EmbedConf(backbones=[BackboneConf(weights="random", layer="fc2")], input_size=32))
+    extractor = get_extractor(spec)
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
+    out = extractor(x)
+    assert extractor.dims == 4096 and out.shape == (2, 4096) and np.isfinite(out).all()
+    assert spec.layer_label == "fc2/avg"

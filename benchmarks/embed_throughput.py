@@ -1,0 +1,181 @@
+"""Embedding throughput: the Spark embed job vs the bare Keras model, same images, same run.
+
+    $(scripts/bootstrap.sh)/bin/python benchmarks/embed_throughput.py [--images 128] [--size 224]
+
+Both sides decode the same poster JPEGs, resize to --size, and run VGG19 (block5_pool, avg).
+Weights: ImageNet when Keras's cache has them, else seeded random (same FLOPs; the table says
+which). Both are timed in steady state: the bare model after one warm-up batch, the job after a
+warm-up run that builds the model in each Python worker (it stays cached there), so the ratio
+measures per-image cost, the figure that matters for a large crawl. Peak RSS is sampled from
+the driver (bare) and from every Spark Python worker (job). The same script runs unchanged on
+a GPU machine (TensorFlow then places the model on the GPU).
+
+Writes benchmarks/results/embed_throughput.md; the last line printed is the headline.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+from hybridrec import schemas as S  # noqa: E402
+from hybridrec.backbones import IMAGENET_FILES, Extractor, ModelSpec, keras_home  # noqa: E402
+from hybridrec.config import load_config  # noqa: E402
+from hybridrec.demo import _genre_style, _sample_genres, render_poster  # noqa: E402
+from hybridrec.images import decode_for_cnn  # noqa: E402
+
+
+class PeakRss:
+    """Samples resident memory of this process, or of Spark's Python workers, every 50 ms."""
+
+    def __init__(self, workers: bool) -> None:
+        import psutil
+
+        self.psutil, self.workers, self.peak, self.stop = psutil, workers, 0, False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def procs(self) -> list:
+        if not self.workers:
+            return [self.psutil.Process()]
+        out = []
+        for p in self.psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "pyspark.daemon" in cmd or "pyspark.worker" in cmd or "pyspark/daemon" in cmd:
+                out.append(p)
+        return out
+
+    def run(self) -> None:
+        while not self.stop:
+            for p in self.procs():
+                try:
+                    self.peak = max(self.peak, p.memory_info().rss)
+                except self.psutil.Error:
+                    pass
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakRss":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop = True
+        self.thread.join()
+
+
+def make_posters(n: int, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    style = _genre_style(rng)
+    return [render_poster(_sample_genres(rng), 300, 450, rng, style) for _ in range(n)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=0, help="Spark local[N] (default: all cores)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "embed_throughput.md"))
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    workers = args.workers or cores
+    have_imagenet = (keras_home() / "models" / IMAGENET_FILES[("vgg19", False)]).is_file()
+    weights = "imagenet" if have_imagenet else "random"
+    data = Path(tempfile.mkdtemp(prefix="hybridrec-bench-"))
+    overrides = [
+        f"storage.data_dir={data}", f"spark.master=local[{workers}]", "storage.database=bench", "run.id=bench",
+        f"embed.backbones=[{{name: vgg19, weights: {weights}}}]", f"embed.input_size={args.size}",
+        f"embed.batch_size={args.batch}", f"embed.arrow_batch_size={args.batch * 2}",
+        f"embed.tf_threads={max(1, cores // workers)}",
+        "spark.conf={spark.sql.shuffle.partitions: '4', spark.databricks.delta.snapshotPartitions: '2', "
+        "spark.driver.memory: 2g}",
+    ]
+    cfg = load_config(ROOT / "conf" / "local.yaml", overrides)
+    spec = ModelSpec.from_conf(cfg.embed)
+    posters = make_posters(args.images, seed=1)
+    warm = make_posters(max(workers * 2, 4), seed=2)
+
+    # ---- bare Keras model in this process ----------------------------------------------
+    with PeakRss(workers=False) as bare_mem:
+        extractor = Extractor(spec)
+        extractor(np.stack([decode_for_cnn(b, args.size, "pad") for b in warm[:2]]), batch_size=args.batch)
+        t0 = time.perf_counter()
+        batch = np.stack([decode_for_cnn(b, args.size, "pad") for b in posters])
+        bare_vecs = extractor(batch, batch_size=args.batch)
+        bare_s = time.perf_counter() - t0
+    del extractor, batch
+
+    # ---- the Spark embed job ------------------------------------------------------------
+    from hybridrec.embed import run_embed
+    from hybridrec.session import build_session
+    from hybridrec.tables import ensure_table
+
+    spark = build_session(cfg)
+
+    def load(images: list[bytes], base: int) -> None:
+        rows = [(base + i, f"/{base + i}.jpg", b, hashlib.sha256(b).hexdigest(), 300, 450, "JPEG", len(b),
+                 dt.date(2026, 11, 1), f"/{base + i}.jpg", "bench", dt.datetime(2026, 11, 1)) for i, b in enumerate(images)]
+        ensure_table(spark, cfg, S.POSTERS)
+        spark.createDataFrame(rows, S.POSTERS_SCHEMA).repartition(workers).write.format("delta") \
+            .mode("append").saveAsTable(cfg.table(S.POSTERS))
+
+    load(warm, 900_000)
+    run_embed(spark, cfg)  # warm-up: every Python worker builds and caches the model
+    load(posters, 0)
+    with PeakRss(workers=True) as job_mem:
+        report = run_embed(spark, cfg)
+    job_s = report.seconds
+    assert report.computed == args.images, report.lines()
+    got = {r["item_id"]: np.array(r["vector"], np.float32) for r in spark.table(cfg.table(S.ITEM_EMBEDDINGS))
+           .filter(f"item_id < 900000 AND model_key = '{spec.key}'").collect()}
+    max_diff = float(np.max(np.abs(np.stack([got[i] for i in range(args.images)]) - bare_vecs)))
+
+    bare_rate, job_rate = args.images / bare_s, args.images / job_s
+    ratio = job_rate / bare_rate
+    device = "GPU" if _has_gpu() else f"CPU ({cores} cores)"
+    lines = [
+        f"# Embedding throughput — VGG19 block5_pool/avg, {args.size}x{args.size}, {args.images} posters, {device}",
+        "",
+        f"weights: {spec.weights_label}; Spark local[{workers}], {max(1, cores // workers)} TF thread(s) per worker; "
+        f"run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        "| method | seconds | images/s | ratio vs bare | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|",
+        f"| bare Keras model, one process | {bare_s:.1f} | {bare_rate:.2f} | 1.00 | {bare_mem.peak / 2**20:.0f} |",
+        f"| Spark embed job (iterator pandas UDF) | {job_s:.1f} | {job_rate:.2f} | {ratio:.2f} | "
+        f"{job_mem.peak / 2**20:.0f} per worker |",
+        "",
+        f"max |job - bare| over all vector entries: {max_diff:.2e}",
+        "",
+        f"headline: embed_job_vs_bare_model {ratio:.2f}",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    (out.with_suffix(".json")).write_text(json.dumps({"bare_images_per_s": bare_rate, "job_images_per_s": job_rate,
+                                                       "ratio": ratio, "device": device, "size": args.size,
+                                                       "images": args.images, "weights": spec.weights_label}))
+    print("\n".join(lines))
+    spark.stop()
+    return 0
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
