@@ -121,6 +121,24 @@ class EmbedConf:
 
 
 @dataclass(frozen=True)
+class SimilarityConf:
+    vectors: str = "embeddings"  # embeddings (item_embeddings of the configured extractor)
+    blocks: str = "labelled"  # labelled (items.genres) | predicted (item_categories, the classifier's)
+    measure: str = "cosine"  # cosine | euclidean
+    max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
+    top_k: int = 50
+    block_size: int = 2000  # no task holds more than block_size^2 scores
+
+
+@dataclass(frozen=True)
+class RecommendConf:
+    top_n: int = 10
+    threshold: float = 3.0  # only ratings above this add their neighbours (the paper's threshold)
+    partitions: int = 0  # customer partitions (0 = Spark's default parallelism)
+    batch_rows: int = 200_000  # ratings scored per sparse product inside a task (bounds memory)
+
+
+@dataclass(frozen=True)
 class RunConf:
     id: str | None = None  # default: the run date
     date: str | None = None  # logical run date YYYY-MM-DD; default: today (UTC)
@@ -140,6 +158,8 @@ class Config:
     ingest: IngestConf = field(default_factory=IngestConf)
     demo: DemoConf = field(default_factory=DemoConf)
     embed: EmbedConf = field(default_factory=EmbedConf)
+    similarity: SimilarityConf = field(default_factory=SimilarityConf)
+    recommend: RecommendConf = field(default_factory=RecommendConf)
     run: RunConf = field(default_factory=RunConf)
     secrets: SecretsConf = field(default_factory=SecretsConf)
 
@@ -326,6 +346,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].preprocess' must be auto, caffe, tf, torch or none")
         if b.name == "file" and not b.model_path:
             raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].model_path' is required for name: file")
+    sim = cfg.similarity
+    if sim.measure not in ("cosine", "euclidean"):
+        raise UserError(f"{conf_path}: config key 'similarity.measure' must be cosine or euclidean")
+    if sim.blocks not in ("labelled", "predicted"):
+        raise UserError(f"{conf_path}: config key 'similarity.blocks' must be labelled or predicted")
+    if sim.vectors != "embeddings":
+        raise UserError(f"{conf_path}: config key 'similarity.vectors' must be embeddings "
+                        "(classifier features arrive with the train stage)")
+    if sim.top_k < 1 or sim.block_size < 2:
+        raise UserError(f"{conf_path}: config keys 'similarity.top_k' >= 1 and 'similarity.block_size' >= 2")
     if cfg.ingest.crawl_date:
         parse_date(cfg.ingest.crawl_date, "ingest.crawl_date")
     cfg.run_date  # validates run.date

@@ -26,6 +26,7 @@ from hybridrec.session import ensure_database
 from hybridrec.tables import ensure_table, upsert_changed
 
 STAGE_EMBED = "embed.posters"
+POSTERS_PER_PARTITION = 1000
 EMBED_RESULT = StructType([StructField(S.VECTOR, ArrayType(FloatType())), StructField(S.REASON, StringType())])
 
 
@@ -149,7 +150,10 @@ def run_embed(spark: SparkSession, cfg: Config) -> EmbedReport:
     report.already_quarantined = posters.join(earlier_bad, [S.ITEM_ID, S.CONTENT_HASH], "left_semi").count()
     report.already_embedded = report.posters - n_todo - report.already_quarantined
     if n_todo:
-        computed = compute_embeddings(todo, spec, cfg.embed.batch_size, run_id).persist()
+        # An explicit partition count: AQE would otherwise coalesce this small-row, heavy-byte
+        # input into one partition and leave every core but one idle.
+        parts = max(spark.sparkContext.defaultParallelism, -(-n_todo // POSTERS_PER_PARTITION))
+        computed = compute_embeddings(todo.repartition(parts), spec, cfg.embed.batch_size, run_id).persist()
         try:
             ok = computed.filter(F.col(S.REASON).isNull()).drop(S.REASON)
             res = upsert_changed(spark, report.tables[S.ITEM_EMBEDDINGS], ok, [S.ITEM_ID, S.MODEL_KEY],

@@ -52,6 +52,13 @@ WEIGHTS = "weights"
 DIMS = "dims"
 VECTOR = "vector"
 COMPUTED_AT = "computed_at"
+NEIGHBOR_ID = "neighbor_id"
+SIMILARITY = "similarity"
+SHARED_GENRES = "shared_genres"
+RANK = "rank"
+SCORE = "score"
+BECAUSE_ITEM_ID = "because_item_id"
+SOURCE = "source"
 
 # ---- table names (within the configured database) ------------------------------------
 ITEMS = "items"
@@ -59,6 +66,9 @@ POSTERS = "posters"
 RATINGS = "ratings"
 QUARANTINE = "quarantine"
 ITEM_EMBEDDINGS = "item_embeddings"
+ITEM_NEIGHBORS = "item_neighbors"
+RECOMMENDATIONS = "recommendations"
+RECOMMENDATIONS_LATEST = "recommendations_latest"
 
 
 def _f(name: str, dtype: object, nullable: bool, comment: str) -> StructField:
@@ -145,13 +155,39 @@ ITEM_EMBEDDINGS_SCHEMA = StructType(
     ]
 )
 
+ITEM_NEIGHBORS_SCHEMA = StructType(
+    [
+        _f(ITEM_ID, LongType(), False, "TMDB movie id"),
+        _f(NEIGHBOR_ID, LongType(), False, "A similar item within one of the item's categories"),
+        _f(SIMILARITY, DoubleType(), False, "cosine, or 1/(1+euclidean distance)"),
+        _f(RANK, IntegerType(), False, "1 = most similar; ties broken by neighbor_id"),
+        _f(SHARED_GENRES, ArrayType(StringType()), False, "Category blocks in which the pair met"),
+        _f(RUN_ID, StringType(), False, "Run that computed it"),
+    ]
+)
+
+RECOMMENDATIONS_SCHEMA = StructType(
+    [
+        _f(CUSTOMER_ID, LongType(), False, "Customer id"),
+        _f(RANK, IntegerType(), False, "1 = best"),
+        _f(ITEM_ID, LongType(), False, "Recommended TMDB movie id (never one the customer rated)"),
+        _f(SCORE, DoubleType(), False, "Sum over liked items k of similarity(k, item) * rating_k (0 for fallbacks)"),
+        _f(BECAUSE_ITEM_ID, LongType(), True, "The rated item that contributed most: 'because you rated ...'"),
+        _f(SOURCE, StringType(), False, "neighbors, or fallback_genre_popular / fallback_popular"),
+        _f(RUN_ID, StringType(), False, "Run that computed it"),
+    ]
+)
+
 TABLE_COMMENTS = {
     ITEMS: "Movies from the TMDB crawl, one row per TMDB id, newest crawl wins",
     POSTERS: "Poster images of items, validated and decoded once, one row per item",
     RATINGS: "Customer ratings, one row per (customer_id, item_id), newest timestamp wins",
     QUARANTINE: "Bad input rows and files, each with the stage and a reason; nothing is dropped silently",
+    RECOMMENDATIONS: "Top-n recommendations per customer and run; recommendations_latest shows the newest run",
+    ITEM_NEIGHBORS: "Top-K similar items per item, searched within the item's categories; one set per run",
     ITEM_EMBEDDINGS: "Poster feature vectors from the configured CNN backbone(s), one row per item and extractor",
 }
 
 TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA,
-                 ITEM_EMBEDDINGS: ITEM_EMBEDDINGS_SCHEMA}
+                 ITEM_EMBEDDINGS: ITEM_EMBEDDINGS_SCHEMA, ITEM_NEIGHBORS: ITEM_NEIGHBORS_SCHEMA,
+                 RECOMMENDATIONS: RECOMMENDATIONS_SCHEMA}

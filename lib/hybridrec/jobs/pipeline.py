@@ -14,9 +14,11 @@ from hybridrec.embed import run_embed
 from hybridrec.ingest import preflight, run_ingest
 from hybridrec.jobs.common import Timer, job_parser, parse_config, run_main
 from hybridrec.jobs.demo import write_demo
+from hybridrec.recommend import run_recommend
 from hybridrec.session import build_session
+from hybridrec.similarity import run_similarity
 
-STAGES = ("ingest", "embed")
+STAGES = ("ingest", "embed", "similarity", "recommend")
 
 
 def _progress(stage: str, rows_in: int, rows_out: int, seconds: float) -> None:
@@ -59,6 +61,18 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STA
         _progress("embed", emb.posters, emb.computed + emb.already_embedded, t.seconds)
         for line in emb.lines():
             print("             " + line)
+    if "similarity" in stages:
+        t = Timer()
+        sim = run_similarity(spark, cfg)
+        _progress("similarity", sim.items, sim.rows, t.seconds)
+        for line in sim.lines():
+            print("             " + line)
+    if "recommend" in stages:
+        t = Timer()
+        rec = run_recommend(spark, cfg)
+        _progress("recommend", rec.customers, rec.rows, t.seconds)
+        for line in rec.lines():
+            print("             " + line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         _show(spark, "quarantine of this run, by reason:",
               f"SELECT {S.STAGE}, {S.REASON}, count(*) AS n FROM {cfg.table(S.QUARANTINE)} "
               f"WHERE {S.RUN_ID} = '{cfg.run_id}' GROUP BY 1, 2 ORDER BY 1, 2", n=50)
+        if "recommend" in stages:
+            _show(spark, "recommendations of the newest run (a sample):",
+                  f"SELECT r.{S.CUSTOMER_ID}, r.{S.RANK}, i.{S.TITLE}, round(r.{S.SCORE}, 3) AS {S.SCORE}, "
+                  f"b.{S.TITLE} AS because_you_rated, r.{S.SOURCE} "
+                  f"FROM {cfg.table(S.RECOMMENDATIONS_LATEST)} r JOIN {cfg.table(S.ITEMS)} i USING ({S.ITEM_ID}) "
+                  f"LEFT JOIN {cfg.table(S.ITEMS)} b ON b.{S.ITEM_ID} = r.{S.BECAUSE_ITEM_ID} "
+                  f"WHERE r.{S.CUSTOMER_ID} = (SELECT min({S.CUSTOMER_ID}) FROM {cfg.table(S.RECOMMENDATIONS_LATEST)} "
+                  f"WHERE {S.SOURCE} = 'neighbors') ORDER BY r.{S.RANK}", n=10)
         print("\nquery them: hybridrec sql \"SELECT * FROM "
               f"{cfg.table(S.ITEMS)} LIMIT 10\"")
         return 0

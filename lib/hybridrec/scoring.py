@@ -1,0 +1,195 @@
+"""Rating-weighted top-n for every customer (paper §3.2, ``top_Recommendations``), vectorised.
+
+For customer c, every rated item k with ``r_k > threshold`` adds ``sim(k, j) * r_k`` to each
+neighbour j of k; items c already rated are excluded; the top-n by (score desc, item id asc)
+are kept, each with the rated item that contributed most ("because you rated k"; ties -> the
+smaller k). This never explodes customers x ratings x neighbours into rows: customers are
+partitioned, each partition is sorted by customer and streamed in bounded batches, and each
+batch is one sparse product against the neighbour matrix, broadcast once per executor.
+Customers left with no candidate get a labelled fallback: the most rated items in the genres
+they rated, else overall.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from hybridrec import schemas as S
+
+SOURCE_NEIGHBORS = "neighbors"
+SOURCE_GENRE_POPULAR = "fallback_genre_popular"
+SOURCE_POPULAR = "fallback_popular"
+
+
+@dataclass(frozen=True)
+class NeighborMatrix:
+    """Item-item similarities as CSR over a dense item index (picklable; broadcast as is)."""
+
+    item_ids: np.ndarray  # index -> item id, sorted
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+    @classmethod
+    def from_pairs(cls, items: np.ndarray, neighbors: np.ndarray, sims: np.ndarray,
+                   all_items: np.ndarray | None = None) -> "NeighborMatrix":
+        ids = np.unique(np.concatenate([items, neighbors] + ([all_items] if all_items is not None else [])))
+        rows, cols = np.searchsorted(ids, items), np.searchsorted(ids, neighbors)
+        m = sparse.csr_matrix((sims.astype(np.float64), (rows, cols)), shape=(len(ids), len(ids)))
+        m.sum_duplicates()
+        return cls(ids, m.indptr, m.indices, m.data)
+
+    def csr(self) -> sparse.csr_matrix:
+        n = len(self.item_ids)
+        return sparse.csr_matrix((self.data, self.indices, self.indptr), shape=(n, n))
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Most-rated items per genre and overall, and each item's genres (for customers' genres)."""
+
+    item_genres: dict[int, tuple[str, ...]]
+    by_genre: dict[str, list[int]]
+    overall: list[int]
+
+
+def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: NeighborMatrix,
+                n: int, threshold: float, fallback: Fallback | None = None) -> pd.DataFrame:
+    """Top-n for the customers of one batch. Inputs are parallel arrays of (customer, item,
+    rating); every customer's ratings must all be in the batch. Returns customer_id, rank,
+    item_id, score, because_item_id, source."""
+    cust_ids, crow = np.unique(customers, return_inverse=True)
+    col = np.searchsorted(nm.item_ids, items)
+    known = (col < len(nm.item_ids)) & (nm.item_ids[np.minimum(col, len(nm.item_ids) - 1)] == items)
+    n_items = len(nm.item_ids)
+    liked = known & (ratings > threshold)
+    r_liked = sparse.csr_matrix((ratings[liked].astype(np.float64), (crow[liked], col[liked])),
+                                shape=(len(cust_ids), n_items))
+    rated = sparse.csr_matrix((np.ones(int(known.sum())), (crow[known], col[known])), shape=(len(cust_ids), n_items))
+    rated.data[:] = 1.0
+    scores = (r_liked @ nm.csr()).tocsr()
+    scores = (scores - scores.multiply(rated)).tocsr()  # drop items already rated
+    scores.eliminate_zeros()
+    out_c, out_j, out_s = _top_n_rows(scores, n)
+    because = _because(out_c, out_j, r_liked, nm)
+    frame = pd.DataFrame({S.CUSTOMER_ID: cust_ids[out_c], S.ITEM_ID: nm.item_ids[out_j], S.SCORE: out_s,
+                          S.BECAUSE_ITEM_ID: nm.item_ids[because], S.SOURCE: SOURCE_NEIGHBORS})
+    if fallback is not None:
+        served = set(np.unique(out_c).tolist())
+        missing = [i for i in range(len(cust_ids)) if i not in served]
+        if missing:
+            frame = pd.concat([frame, _fallback_rows(missing, cust_ids, crow, items, fallback, n)], ignore_index=True)
+    frame[S.RANK] = frame.groupby(S.CUSTOMER_ID).cumcount() + 1
+    return frame
+
+
+def _top_n_rows(scores: sparse.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the n largest entries by (value desc, column asc); exact under ties."""
+    nnz = np.diff(scores.indptr)
+    rows = np.repeat(np.arange(scores.shape[0]), nnz)
+    data, cols = scores.data, scores.indices
+    keep = np.ones(len(data), bool)
+    big = np.nonzero(nnz > n)[0]
+    if len(big):
+        width = int(nnz[big].max())
+        pad = np.full((len(big), width), -np.inf)
+        starts = scores.indptr[big]
+        pos = np.arange(width)[None, :]
+        valid = pos < nnz[big][:, None]
+        src = (starts[:, None] + pos)[valid]
+        pad[valid] = data[src]
+        kth = -np.partition(-pad, n - 1, axis=1)[:, n - 1]  # n-th largest value of each big row
+        row_kth = np.full(scores.shape[0], -np.inf)
+        row_kth[big] = kth
+        keep = data >= row_kth[rows]  # a superset under ties: cut exactly after sorting
+    rows, cols, data = rows[keep], cols[keep], data[keep]
+    order = np.lexsort((cols, -data, rows))
+    rows, cols, data = rows[order], cols[order], data[order]
+    first = np.searchsorted(rows, rows, side="left")
+    within = np.arange(len(rows)) - first
+    sel = within < n
+    return rows[sel], cols[sel], data[sel]
+
+
+def _because(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix, nm: NeighborMatrix) -> np.ndarray:
+    """For each (customer row, item col): the liked item k maximising r_k * sim(k, j) (ties -> smaller k)."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    per = np.diff(r_liked.indptr)[rows]
+    pair = np.repeat(np.arange(len(rows)), per)
+    starts = r_liked.indptr[rows]
+    offs = np.arange(len(pair)) - np.repeat(np.cumsum(per) - per, per)
+    k = r_liked.indices[np.repeat(starts, per) + offs]
+    rk = r_liked.data[np.repeat(starts, per) + offs]
+    sim = np.asarray(nm.csr()[k, cols[pair]]).ravel()
+    contrib = rk * sim
+    order = np.lexsort((k, -contrib, pair))
+    pair_sorted = pair[order]
+    first = np.r_[0, np.nonzero(np.diff(pair_sorted))[0] + 1]
+    return k[order][first]
+
+
+def _fallback_rows(missing: list[int], cust_ids: np.ndarray, crow: np.ndarray, items: np.ndarray,
+                   fb: Fallback, n: int) -> pd.DataFrame:
+    out = []
+    for i in missing:
+        rated = set(items[crow == i].tolist())
+        genres: dict[str, int] = {}
+        for it in rated:
+            for g in fb.item_genres.get(int(it), ()):
+                genres[g] = genres.get(g, 0) + 1
+        picks: list[int] = []
+        for g in sorted(genres, key=lambda g: (-genres[g], g)):
+            picks += [x for x in fb.by_genre.get(g, []) if x not in rated and x not in picks]
+        source = SOURCE_GENRE_POPULAR
+        if not picks:
+            source = SOURCE_POPULAR
+        # ranked by overall popularity within the customer's genres, then topped up overall
+        rank_of = {x: r for r, x in enumerate(fb.overall)}
+        picks = sorted(picks, key=lambda x: rank_of.get(x, len(rank_of)))[:n]
+        if len(picks) < n:
+            picks += [x for x in fb.overall if x not in rated and x not in picks][: n - len(picks)]
+        for x in picks:
+            out.append((int(cust_ids[i]), int(x), 0.0, None, source))
+    return pd.DataFrame(out, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
+
+
+def score_stream(batches: Iterator[pd.DataFrame], nm: NeighborMatrix, n: int, threshold: float,
+                 fallback: Fallback | None, max_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Score a customer-sorted stream of rating batches in bounded chunks. A customer whose
+    ratings straddle two input batches is carried over, so each is scored with all its ratings."""
+    carry: pd.DataFrame | None = None
+    for pdf in batches:
+        if carry is not None:
+            pdf = pd.concat([carry, pdf], ignore_index=True)
+        if pdf.empty:
+            continue
+        last = pdf[S.CUSTOMER_ID].iloc[-1]
+        tail = pdf[S.CUSTOMER_ID] == last
+        carry, ready = pdf[tail], pdf[~tail]
+        for chunk in _chunks(ready, max_rows):
+            yield score_batch(chunk[S.CUSTOMER_ID].to_numpy(), chunk[S.ITEM_ID].to_numpy(),
+                              chunk[S.RATING].to_numpy(np.float64), nm, n, threshold, fallback)
+    if carry is not None and not carry.empty:
+        yield score_batch(carry[S.CUSTOMER_ID].to_numpy(), carry[S.ITEM_ID].to_numpy(),
+                          carry[S.RATING].to_numpy(np.float64), nm, n, threshold, fallback)
+
+
+def _chunks(pdf: pd.DataFrame, max_rows: int) -> Iterator[pd.DataFrame]:
+    """Split at customer boundaries into chunks of about max_rows rows."""
+    if len(pdf) <= max_rows:
+        if len(pdf):
+            yield pdf
+        return
+    cust = pdf[S.CUSTOMER_ID].to_numpy()
+    start = 0
+    while start < len(pdf):
+        end = min(start + max_rows, len(pdf))
+        while end < len(pdf) and cust[end] == cust[end - 1]:
+            end += 1
+        yield pdf.iloc[start:end]
+        start = end

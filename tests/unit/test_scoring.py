@@ -1,0 +1,105 @@
+"""The vectorised scoring equals a direct transcription of the paper's top_Recommendations."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridrec.scoring import (
+    SOURCE_GENRE_POPULAR, SOURCE_NEIGHBORS, SOURCE_POPULAR, Fallback, NeighborMatrix, score_batch, score_stream,
+)
+
+
+def paper_top_recommendations(c: int, R: dict[int, dict[int, float]], n: int, NN: dict[int, list[tuple[int, float]]],
+                              threshold: float) -> list[tuple[int, float, int]]:
+    """top_Recommendations(c, R, n), transcribed: item_list gets (i_j, score) for each neighbour of
+    each item rated above the threshold; scores add up per item; sorted; the first n. Ties sort
+    by item id; rated items are excluded; 'because' is the largest single contribution."""
+    t: dict[int, float] = defaultdict(float)
+    best: dict[int, tuple[float, int]] = {}
+    Ic = R[c]
+    for k, rk in sorted(Ic.items()):
+        if rk > threshold:
+            for j, sim in NN.get(k, []):
+                score = sim * rk
+                t[j] = t[j] + score
+                if j not in best or score > best[j][0]:
+                    best[j] = (score, k)
+    item_list = [(j, s) for j, s in t.items() if j not in Ic]
+    item_list.sort(key=lambda js: (-js[1], js[0]))
+    return [(j, s, best[j][1]) for j, s in item_list[:n]]
+
+
+def random_world(seed: int, customers: int = 40, items: int = 60, k: int = 6, grid: bool = False):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    ids = np.arange(items) * 10 + 5
+    NN: dict[int, list[tuple[int, float]]] = {}
+    for i in ids:
+        others = rng.choice(ids[ids != i], size=k, replace=False)
+        sims = rng.integers(1, 5, k) / 4.0 if grid else rng.uniform(0.05, 1.0, k)  # grid: exact ties
+        NN[int(i)] = [(int(o), float(s)) for o, s in zip(others, sims)]
+    R: dict[int, dict[int, float]] = {}
+    for c in range(customers):
+        rated = rng.choice(ids, size=int(rng.integers(1, 12)), replace=False)
+        R[1000 + c] = {int(i): float(rng.integers(1, 6)) for i in rated}
+    return ids, NN, R
+
+
+def to_inputs(ids, NN, R):  # type: ignore[no-untyped-def]
+    pairs = [(i, j, s) for i, lst in NN.items() for j, s in lst]
+    nm = NeighborMatrix.from_pairs(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]),
+                                   np.array([p[2] for p in pairs]), all_items=ids)
+    rows = sorted((c, i, r) for c, items in R.items() for i, r in items.items())
+    return nm, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+
+
+@pytest.mark.parametrize("seed, grid", [(1, False), (2, True), (3, True)])
+def test_parity_with_the_papers_pseudocode(seed: int, grid: bool) -> None:
+    ids, NN, R = random_world(seed, grid=grid)
+    nm, cust, items, ratings = to_inputs(ids, NN, R)
+    out = score_batch(cust, items, ratings, nm, n=5, threshold=3.0)
+    for c in R:
+        want = paper_top_recommendations(c, R, 5, NN, 3.0)
+        got = out[out["customer_id"] == c].sort_values("rank")
+        assert got["item_id"].tolist() == [j for j, _, _ in want], c
+        np.testing.assert_allclose(got["score"].to_numpy(), [s for _, s, _ in want], rtol=1e-12)
+        assert got["because_item_id"].tolist() == [k for _, _, k in want], c
+        assert got["rank"].tolist() == list(range(1, len(want) + 1))
+        assert not set(got["item_id"]) & set(R[c])
+    if grid:
+        assert out.duplicated(["customer_id", "score"]).any()  # ties really were exercised
+
+
+def test_streaming_in_small_batches_changes_nothing() -> None:
+    ids, NN, R = random_world(4, customers=70)
+    nm, cust, items, ratings = to_inputs(ids, NN, R)
+    whole = score_batch(cust, items, ratings, nm, n=4, threshold=2.0)
+    frame = pd.DataFrame({"customer_id": cust, "item_id": items, "rating": ratings})
+    batches = [frame.iloc[i:i + 7] for i in range(0, len(frame), 7)]  # customers straddle batches
+    streamed = pd.concat(list(score_stream(iter(batches), nm, 4, 2.0, None, max_rows=15)), ignore_index=True)
+    key = ["customer_id", "rank"]
+    pd.testing.assert_frame_equal(whole.sort_values(key).reset_index(drop=True),
+                                  streamed.sort_values(key).reset_index(drop=True), check_like=True)
+
+
+def test_fallback_for_customers_with_nothing_above_the_threshold() -> None:
+    ids, NN, R = random_world(5, customers=5)
+    R[2000] = {int(ids[0]): 1.0}  # rated, but below the threshold: genre fallback
+    R[2001] = {99999: 5.0}  # only an item nobody knows: overall fallback
+    nm, cust, items, ratings = to_inputs(ids, NN, R)
+    fb = Fallback(item_genres={int(ids[0]): ("Drama",), int(ids[1]): ("Drama",), int(ids[2]): ("Comedy",)},
+                  by_genre={"Drama": [int(ids[1]), int(ids[0])], "Comedy": [int(ids[2])]},
+                  overall=[int(ids[2]), int(ids[1]), int(ids[3]), int(ids[0])])
+    out = score_batch(cust, items, ratings, nm, n=3, threshold=3.0, fallback=fb)
+    genre = out[out["customer_id"] == 2000].sort_values("rank")
+    assert genre["item_id"].tolist() == [int(ids[1]), int(ids[2]), int(ids[3])]  # Drama pick, then overall
+    assert genre["source"].tolist() == [SOURCE_GENRE_POPULAR] * 3
+    overall = out[out["customer_id"] == 2001].sort_values("rank")
+    assert overall["item_id"].tolist() == [int(ids[2]), int(ids[1]), int(ids[3])]
+    assert set(overall["source"]) == {SOURCE_POPULAR}
+    for c, rated in R.items():
+        if c < 2000:
+            liked = any(r > 3.0 for r in rated.values())
+            assert set(out[out["customer_id"] == c]["source"]) == ({SOURCE_NEIGHBORS} if liked else {SOURCE_POPULAR})
