@@ -38,7 +38,7 @@ from hybridrec.images import decode_for_cnn  # noqa: E402
 
 
 class PeakRss:
-    """Samples resident memory of this process, or of Spark's Python workers, every 50 ms."""
+    """Samples resident memory of this process, or of Spark's Python workers, every 250 ms."""
 
     def __init__(self, workers: bool) -> None:
         import psutil
@@ -57,13 +57,16 @@ class PeakRss:
         return out
 
     def run(self) -> None:
+        procs, listed = [], 0.0
         while not self.stop:
-            for p in self.procs():
+            if time.monotonic() - listed > 5:  # re-list processes now and then, not every sample
+                procs, listed = self.procs(), time.monotonic()
+            for p in procs:
                 try:
                     self.peak = max(self.peak, p.memory_info().rss)
                 except self.psutil.Error:
                     pass
-            time.sleep(0.05)
+            time.sleep(0.25)
 
     def __enter__(self) -> "PeakRss":
         self.thread.start()

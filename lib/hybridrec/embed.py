@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+from delta.tables import DeltaTable
 from pyspark import TaskContext
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -23,7 +24,7 @@ from hybridrec.backbones import ModelSpec, check_weights, get_extractor
 from hybridrec.config import Config
 from hybridrec.images import decode_for_cnn
 from hybridrec.session import ensure_database
-from hybridrec.tables import ensure_table, upsert_changed
+from hybridrec.tables import ensure_table
 
 STAGE_EMBED = "embed.posters"
 POSTERS_PER_PARTITION = 1000
@@ -143,36 +144,42 @@ def run_embed(spark: SparkSession, cfg: Config) -> EmbedReport:
     started = dt.datetime.now()
     posters = spark.table(report.tables[S.POSTERS]).select(S.ITEM_ID, S.CONTENT_HASH, S.IMAGE)
     existing = spark.table(report.tables[S.ITEM_EMBEDDINGS])
-    earlier_bad = quarantined_posters(spark.table(report.tables[S.QUARANTINE]), spec.key).persist()
-    todo = posters_to_embed(posters, existing, spec.key, earlier_bad)
-    report.posters = posters.count()
-    n_todo = todo.count()
-    report.already_quarantined = posters.join(earlier_bad, [S.ITEM_ID, S.CONTENT_HASH], "left_semi").count()
-    report.already_embedded = report.posters - n_todo - report.already_quarantined
+    earlier_bad = quarantined_posters(spark.table(report.tables[S.QUARANTINE]), spec.key) \
+        .withColumn("_bad", F.lit(True))
+    done = existing.filter(F.col(S.MODEL_KEY) == spec.key).select(S.ITEM_ID, S.CONTENT_HASH) \
+        .withColumn("_done", F.lit(True))
+    status = posters.select(S.ITEM_ID, S.CONTENT_HASH).join(done, [S.ITEM_ID, S.CONTENT_HASH], "left") \
+        .join(earlier_bad, [S.ITEM_ID, S.CONTENT_HASH], "left") \
+        .select(F.when(F.col("_done"), "done").when(F.col("_bad"), "bad").otherwise("todo").alias("s"))
+    counts = {r["s"]: r["count"] for r in status.groupBy("s").count().collect()}  # one job for all three
+    report.already_embedded, report.already_quarantined = counts.get("done", 0), counts.get("bad", 0)
+    n_todo = counts.get("todo", 0)
+    report.posters = n_todo + report.already_embedded + report.already_quarantined
     if n_todo:
+        todo = posters_to_embed(posters, existing, spec.key, earlier_bad.drop("_bad"))
         # An explicit partition count: AQE would otherwise coalesce this small-row, heavy-byte
         # input into one partition and leave every core but one idle.
         parts = max(spark.sparkContext.defaultParallelism, -(-n_todo // POSTERS_PER_PARTITION))
-        computed = compute_embeddings(todo.repartition(parts), spec, cfg.embed.batch_size, run_id).persist()
-        try:
+        # Computed once and materialised with its lineage cut: the MERGE below scans its source
+        # twice, and re-running the plan would run the CNN twice.
+        computed = compute_embeddings(todo.repartition(parts), spec, cfg.embed.batch_size, run_id) \
+            .localCheckpoint(eager=True)
+        by_reason = {r["ok"]: r["count"] for r in computed.groupBy(F.col(S.REASON).isNull().alias("ok")).count().collect()}
+        report.computed, report.quarantined = by_reason.get(True, 0), by_reason.get(False, 0)
+        if report.computed:
             ok = computed.filter(F.col(S.REASON).isNull()).drop(S.REASON)
-            res = upsert_changed(spark, report.tables[S.ITEM_EMBEDDINGS], ok, [S.ITEM_ID, S.MODEL_KEY],
-                                 S.CONTENT_HASH, S.COMPUTED_AT)
-            report.computed = res.inserted + res.updated
+            (DeltaTable.forName(spark, report.tables[S.ITEM_EMBEDDINGS]).alias("t")
+             .merge(ok.alias("s"), f"t.{S.ITEM_ID} = s.{S.ITEM_ID} AND t.{S.MODEL_KEY} = s.{S.MODEL_KEY}")
+             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+            report.dims = int(ok.select(S.DIMS).first()[S.DIMS])  # type: ignore[index]
+        if report.quarantined:
             bad = computed.filter(F.col(S.REASON).isNotNull()).select(
                 F.lit(STAGE_EMBED).alias(S.STAGE), F.lit(report.tables[S.POSTERS]).alias(S.SOURCE_FILE),
                 _quarantine_record(F.col(S.ITEM_ID), F.col(S.CONTENT_HASH), spec.key).alias(S.RECORD),
-                S.REASON, F.lit(run_id).alias(S.RUN_ID), F.current_timestamp().alias(S.QUARANTINED_AT)).persist()
-            report.quarantined = bad.count()
-            if report.quarantined:
-                # appended: earlier runs' rows stay, and these posters are never retried
-                bad.select(*spark.table(report.tables[S.QUARANTINE]).columns).write.format("delta") \
-                    .mode("append").saveAsTable(report.tables[S.QUARANTINE])
-            first = spark.table(report.tables[S.ITEM_EMBEDDINGS]).filter(F.col(S.MODEL_KEY) == spec.key).select(S.DIMS).first()
-            report.dims = int(first[S.DIMS]) if first else None
-        finally:
-            computed.unpersist()
-    earlier_bad.unpersist()
+                S.REASON, F.lit(run_id).alias(S.RUN_ID), F.current_timestamp().alias(S.QUARANTINED_AT))
+            # appended: earlier runs' rows stay, and these posters are never retried
+            bad.select(*spark.table(report.tables[S.QUARANTINE]).columns).write.format("delta") \
+                .mode("append").saveAsTable(report.tables[S.QUARANTINE])
     report.seconds = (dt.datetime.now() - started).total_seconds()
     if report.posters != report.already_embedded + report.already_quarantined + report.computed + report.quarantined:
         raise RuntimeError(f"embed: posters {report.posters} != already {report.already_embedded} + computed "

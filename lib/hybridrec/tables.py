@@ -62,7 +62,9 @@ def upsert_changed(spark: SparkSession, full_name: str, source: DataFrame, keys:
         unchanged = counts.get("keep", 0)
         version = None
         if inserted or updated:
-            changes = flagged.filter(F.col("_action") != "keep").select(*source.columns)
+            # Materialised with its lineage cut: MERGE scans its source twice, and re-running the
+            # source's plan (Python UDFs: decoding, CNN inference) would double the stage's cost.
+            changes = flagged.filter(F.col("_action") != "keep").select(*source.columns).localCheckpoint(eager=True)
             cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
             (
                 DeltaTable.forName(spark, full_name).alias("t")
