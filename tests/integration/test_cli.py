@@ -20,11 +20,15 @@ def run(args: list[str], data: Path, timeout: int = 600) -> subprocess.Completed
 @pytest.mark.slow
 def test_pipeline_then_sql_from_a_fresh_session(tmp_path: Path) -> None:
     small = ["--set", "demo.movies=60", "--set", "demo.customers=20", "--set", "demo.poster_width=32",
-             "--set", "demo.poster_height=48", "--set", "spark.master=local[2]", "--set", "run.id=cli"]
+             "--set", "demo.poster_height=48", "--set", "spark.master=local[2]", "--set", "run.id=cli",
+             "--set", "embed.input_size=32", "--set", "similarity.top_k=5"]
     done = run(["pipeline", *small], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "[demo" in out and "[ingest" in out and "sample of items:" in out
+    for stage in ("[demo", "[ingest", "[embed", "[similarity", "[recommend"):
+        assert stage in out, stage
+    assert "sample of items:" in out and "recommendations of the newest run" in out
+    assert "embed uses seeded RANDOM weights" in out  # the demo says so
     assert "unknown genre id 10769" in out and "poster file is empty (0 bytes)" in out
     assert (tmp_path / "warehouse" / "hybridrec.db" / "items" / "_delta_log").is_dir()
 
