@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,45 +35,8 @@ from hybridrec.config import load_config  # noqa: E402
 from hybridrec.demo import _genre_style, _sample_genres, render_poster  # noqa: E402
 from hybridrec.images import decode_for_cnn  # noqa: E402
 
-
-class PeakRss:
-    """Samples resident memory of this process, or of Spark's Python workers, every 250 ms."""
-
-    def __init__(self, workers: bool) -> None:
-        import psutil
-
-        self.psutil, self.workers, self.peak, self.stop = psutil, workers, 0, False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def procs(self) -> list:
-        if not self.workers:
-            return [self.psutil.Process()]
-        out = []
-        for p in self.psutil.process_iter(["cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            if "pyspark.daemon" in cmd or "pyspark.worker" in cmd or "pyspark/daemon" in cmd:
-                out.append(p)
-        return out
-
-    def run(self) -> None:
-        procs, listed = [], 0.0
-        while not self.stop:
-            if time.monotonic() - listed > 5:  # re-list processes now and then, not every sample
-                procs, listed = self.procs(), time.monotonic()
-            for p in procs:
-                try:
-                    self.peak = max(self.peak, p.memory_info().rss)
-                except self.psutil.Error:
-                    pass
-            time.sleep(0.25)
-
-    def __enter__(self) -> "PeakRss":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop = True
-        self.thread.join()
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _memory import PeakRss, spark_processes, this_process  # noqa: E402
 
 
 def make_posters(n: int, seed: int) -> list[bytes]:
@@ -110,7 +72,7 @@ def main() -> int:
     warm = make_posters(max(workers * 2, 4), seed=2)
 
     # ---- bare Keras model in this process ----------------------------------------------
-    with PeakRss(workers=False) as bare_mem:
+    with PeakRss(this_process) as bare_mem:
         extractor = Extractor(spec)
         extractor(np.stack([decode_for_cnn(b, args.size, "pad") for b in warm[:2]]), batch_size=args.batch)
         t0 = time.perf_counter()
@@ -136,7 +98,7 @@ def main() -> int:
     load(warm, 900_000)
     run_embed(spark, cfg)  # warm-up: every Python worker builds and caches the model
     load(posters, 0)
-    with PeakRss(workers=True) as job_mem:
+    with PeakRss(spark_processes(workers_only=True)) as job_mem:
         report = run_embed(spark, cfg)
     job_s = report.seconds
     assert report.computed == args.images, report.lines()

@@ -22,7 +22,6 @@ import datetime as dt
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,36 +33,8 @@ sys.path.insert(0, str(ROOT / "lib"))
 from hybridrec.demo import GENRE_WEIGHTS  # noqa: E402
 from hybridrec.similarity import SimilarityParams, normalise  # noqa: E402
 
-
-class PeakRss:
-    def __init__(self, pattern: str | None) -> None:
-        import psutil
-
-        self.psutil, self.pattern, self.peak, self.stop = psutil, pattern, 0, False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def total(self) -> int:
-        if self.pattern is None:
-            return self.psutil.Process().memory_info().rss
-        total = 0
-        for p in self.psutil.process_iter(["cmdline", "memory_info"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            if any(s in cmd for s in ("pyspark.daemon", "org.apache.spark.deploy.SparkSubmit")):
-                total += p.info["memory_info"].rss
-        return total
-
-    def run(self) -> None:
-        while not self.stop:
-            self.peak = max(self.peak, self.total())
-            time.sleep(0.1)
-
-    def __enter__(self) -> "PeakRss":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop = True
-        self.thread.join()
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _memory import PeakRss, spark_processes, this_process  # noqa: E402
 
 
 def catalogue(n: int, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
@@ -130,7 +101,7 @@ def main() -> int:
         for g in gs:
             sizes[g] = sizes.get(g, 0) + 1
 
-    with PeakRss(None) as np_mem:
+    with PeakRss(this_process) as np_mem:
         t0 = time.perf_counter()
         exact = numpy_blocked(ids, vecs, genres, args.top_k)
         numpy_s = time.perf_counter() - t0
@@ -160,7 +131,7 @@ def main() -> int:
         .parquet(mem_path).cache()
     vectors.count(), members.count()
     params = SimilarityParams("cosine", top_k=args.top_k, block_size=args.block_size)
-    with PeakRss("spark") as spark_mem:
+    with PeakRss(spark_processes(workers_only=False), total=True) as spark_mem:
         t0 = time.perf_counter()
         out = str(data / "neighbors.parquet")
         item_neighbors(spark, vectors, members, params).write.mode("overwrite").parquet(out)

@@ -288,7 +288,7 @@ class IngestReport:
 
     def lines(self) -> list[str]:
         head = f"{'input':<10}{'read':>9}{'inserted':>10}{'updated':>9}{'unchanged':>11}{'quarantined':>13}"
-        out = [head]
+        out = [f"crawl of {self.crawl_date}", head]
         for name in ("items", "posters", "ratings"):
             c: StageCounts = getattr(self, name)
             out.append(f"{name:<10}{c.read:>9}{c.inserted:>10}{c.updated:>9}{c.unchanged:>11}{c.quarantined:>13}")

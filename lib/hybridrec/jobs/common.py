@@ -5,10 +5,13 @@ import argparse
 import logging
 import sys
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from hybridrec.config import Config, load_config
 from hybridrec.errors import UserError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("hybridrec")
 
@@ -50,3 +53,29 @@ class Timer:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+
+class StageReport(Protocol):
+    run_id: str
+
+    def lines(self) -> list[str]: ...
+
+
+def stage_main(description: str, name: str, run: Callable[[SparkSession, Config], StageReport],
+               argv: list[str] | None, before_session: Callable[[Config], None] | None = None) -> int:
+    """The whole body of a one-stage job: config -> (checks) -> session -> stage -> summary."""
+
+    def body() -> int:
+        _, cfg = parse_config(job_parser(description), argv)
+        if before_session is not None:
+            before_session(cfg)
+        from hybridrec.session import build_session
+
+        spark = build_session(cfg)
+        timer = Timer()
+        report = run(spark, cfg)
+        print(f"{name} run {report.run_id} in {timer.seconds:.1f}s")
+        print("\n".join(report.lines()))
+        return 0
+
+    return run_main(body)

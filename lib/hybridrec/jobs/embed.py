@@ -4,22 +4,17 @@ from __future__ import annotations
 import sys
 
 from hybridrec.backbones import ModelSpec, check_weights
+from hybridrec.config import Config
 from hybridrec.embed import run_embed
-from hybridrec.jobs.common import job_parser, parse_config, run_main
-from hybridrec.session import build_session
+from hybridrec.jobs.common import stage_main
+
+
+def _check(cfg: Config) -> None:
+    check_weights(ModelSpec.from_conf(cfg.embed))  # before the session starts
 
 
 def main(argv: list[str] | None = None) -> int:
-    def body() -> int:
-        _, cfg = parse_config(job_parser(__doc__ or "embed"), argv)
-        check_weights(ModelSpec.from_conf(cfg.embed))  # before the session starts
-        spark = build_session(cfg)
-        report = run_embed(spark, cfg)
-        print(f"embed run {report.run_id} in {report.seconds:.1f}s")
-        print("\n".join(report.lines()))
-        return 0
-
-    return run_main(body)
+    return stage_main(__doc__ or "embed", "embed", run_embed, argv, before_session=_check)
 
 
 if __name__ == "__main__":

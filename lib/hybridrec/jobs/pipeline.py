@@ -25,6 +25,12 @@ def _progress(stage: str, rows_in: int, rows_out: int, seconds: float) -> None:
     print(f"[{stage:<10}] rows in {rows_in:>8}  rows out {rows_out:>8}  {seconds:7.1f}s", flush=True)
 
 
+def _report(stage: str, rows_in: int, rows_out: int, timer: Timer, lines: list[str]) -> None:
+    _progress(stage, rows_in, rows_out, timer.seconds)
+    for line in lines:
+        print("             " + line, flush=True)
+
+
 def _show(spark: SparkSession, title: str, query: str, n: int = 5) -> None:
     print(f"\n{title}\n  {query}")
     rows = spark.sql(query).limit(n).collect()
@@ -58,22 +64,15 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STA
             print(f"             note: embed input size {spec.input_size}x{spec.input_size} (the paper uses 224; "
                   "the demo conf is smaller to run fast on a laptop)", flush=True)
         emb = run_embed(spark, cfg)
-        _progress("embed", emb.posters, emb.computed + emb.already_embedded, t.seconds)
-        for line in emb.lines():
-            print("             " + line)
+        _report("embed", emb.posters, emb.computed + emb.already_embedded, t, emb.lines())
     if "similarity" in stages:
         t = Timer()
         sim = run_similarity(spark, cfg)
-        _progress("similarity", sim.items, sim.rows, t.seconds)
-        for line in sim.lines():
-            print("             " + line)
+        _report("similarity", sim.items, sim.rows, t, sim.lines())
     if "recommend" in stages:
         t = Timer()
         rec = run_recommend(spark, cfg)
-        _progress("recommend", rec.customers, rec.rows, t.seconds)
-        for line in rec.lines():
-            print("             " + line)
-
+        _report("recommend", rec.customers, rec.rows, t, rec.lines())
 
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
