@@ -137,13 +137,20 @@ def main() -> int:
         item_neighbors(spark, vectors, members, params).write.mode("overwrite").parquet(out)
         spark_s = time.perf_counter() - t0
     got = spark.read.parquet(out).toPandas().sort_values(["item_id", "rank"])
-    mismatched = 0
+    mismatched, near_ties = 0, 0
     for item, grp in got.groupby("item_id"):
         want_ids, want_sc = exact[int(item)]
-        if not (np.array_equal(grp["neighbor_id"].to_numpy(), want_ids)
-                and np.allclose(grp["similarity"].to_numpy(), want_sc, atol=1e-5)):
+        got_ids, got_sc = grp["neighbor_id"].to_numpy(), grp["similarity"].to_numpy()
+        if not (np.array_equal(got_ids, want_ids) and np.allclose(got_sc, want_sc, atol=1e-5)):
             mismatched += 1
+            # the same similarity profile, neighbours swapped only where scores agree to 1e-5:
+            # float32 near-ties ordered differently by whole-block vs sub-block products
+            if len(got_sc) == len(want_sc) and np.allclose(got_sc, want_sc, atol=1e-5):
+                near_ties += 1
     mismatched += len(set(exact) - set(got["item_id"].unique()))
+    exact_note = "yes" if mismatched == 0 else (
+        f"yes up to float32 near-ties ({near_ties} items reorder neighbours whose scores agree to 1e-5)"
+        if near_ties == mismatched else f"{mismatched} items differ ({near_ties} of them near-ties)")
 
     # ---- LSH on a sample, tuned to recall >= 0.9 ------------------------------------------------
     from pyspark.ml.feature import BucketedRandomProjectionLSH
@@ -201,7 +208,7 @@ def main() -> int:
         f"| numpy brute force over the blocks (one process) | {args.items:,} | {numpy_s:.1f} | 1.00 | "
         f"{np_mem.peak / 2**20:.0f} | reference |",
         f"| hybridrec Spark job (sub-block pairs) | {args.items:,} | {spark_s:.1f} | {ratio:.2f} | "
-        f"{spark_mem.peak / 2**20:.0f} (JVM + workers) | {'yes' if mismatched == 0 else f'{mismatched} items differ'} |",
+        f"{spark_mem.peak / 2**20:.0f} (JVM + workers) | {exact_note} |",
         f"| numpy, sample | {len(sample):,} | {numpy_sample_s:.1f} | 1.00 | | reference |",
         f"| hybridrec Spark job, sample | {len(sample):,} | {spark_sample_s:.1f} | {spark_sample_s / numpy_sample_s:.2f} | | yes |",
         f"| Spark LSH approxSimilarityJoin, sample ({lsh_conf}) | {len(sample):,} | {lsh_s:.1f} | "
