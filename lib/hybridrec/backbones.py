@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -261,9 +261,3 @@ def get_extractor(spec: ModelSpec, gpu_addresses: list[str] | None = None) -> Ex
             _CACHE[key] = Extractor(spec)
         return _CACHE[key]
 
-
-def cache_size() -> int:
-    return len(_CACHE)
-
-
-ExtractFn = Callable[[np.ndarray], np.ndarray]

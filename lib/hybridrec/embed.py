@@ -23,7 +23,6 @@ from hybridrec import schemas as S
 from hybridrec.backbones import ModelSpec, check_weights, get_extractor
 from hybridrec.config import Config
 from hybridrec.images import decode_for_cnn
-from hybridrec.session import ensure_database
 from hybridrec.tables import ensure_table
 
 STAGE_EMBED = "embed.posters"
@@ -97,8 +96,7 @@ def posters_to_embed(posters: DataFrame, existing: DataFrame, model_key: str,
     return posters.join(done, on=[S.ITEM_ID, S.CONTENT_HASH], how="left_anti")
 
 
-def compute_embeddings(todo: DataFrame, spec: ModelSpec, batch_size: int, run_id: str,
-                       computed_at: Column | None = None) -> DataFrame:
+def compute_embeddings(todo: DataFrame, spec: ModelSpec, batch_size: int, run_id: str) -> DataFrame:
     """``todo`` (item_id, content_hash, image) -> rows with ``vector`` and ``reason``."""
     result = todo.select(S.ITEM_ID, S.CONTENT_HASH, embed_column(spec, batch_size)(F.col(S.IMAGE)).alias("_e"))
     return result.select(
@@ -106,7 +104,7 @@ def compute_embeddings(todo: DataFrame, spec: ModelSpec, batch_size: int, run_id
         F.lit(spec.key).alias(S.MODEL_KEY), F.lit(spec.backbone_label).alias(S.BACKBONE),
         F.lit(spec.layer_label).alias(S.LAYER), F.lit(spec.weights_label).alias(S.WEIGHTS),
         F.size("_e.vector").cast("int").alias(S.DIMS), F.col("_e.vector").alias(S.VECTOR),
-        F.lit(run_id).alias(S.RUN_ID), (computed_at if computed_at is not None else F.current_timestamp()).alias(S.COMPUTED_AT),
+        F.lit(run_id).alias(S.RUN_ID), F.current_timestamp().alias(S.COMPUTED_AT),
         F.col("_e.reason").alias(S.REASON),
     )
 
@@ -135,7 +133,6 @@ def run_embed(spark: SparkSession, cfg: Config) -> EmbedReport:
     """Embed every poster that has no vector for the configured extractor; write the new ones."""
     spec = ModelSpec.from_conf(cfg.embed)
     check_weights(spec)  # before any Spark work
-    ensure_database(spark, cfg)
     run_id = cfg.run_id
     report = EmbedReport(run_id=run_id, model_key=spec.key, weights=spec.weights_label)
     for name in (S.POSTERS, S.ITEM_EMBEDDINGS, S.QUARANTINE):

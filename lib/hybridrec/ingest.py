@@ -32,7 +32,6 @@ from hybridrec import schemas as S
 from hybridrec.config import Config, parse_date
 from hybridrec.errors import UserError
 from hybridrec.images import probe_image
-from hybridrec.session import ensure_database
 from hybridrec.tables import UpsertResult, ensure_table, replace_rows, sql_str, upsert_changed
 from hybridrec.tmdb import MAX_RAW_CHARS, MOVIE_DETAILS, parse_record, poster_file_name
 
@@ -354,7 +353,6 @@ def run_ingest(spark: SparkSession, cfg: Config) -> IngestReport:
     run_id = cfg.run_id
     crawl_date = crawl_date_for(spark, cfg, crawl_dir)
     report = IngestReport(run_id=run_id, crawl_date=crawl_date)
-    ensure_database(spark, cfg)
     for name in (S.ITEMS, S.POSTERS, S.RATINGS, S.QUARANTINE):
         report.tables[name] = ensure_table(spark, cfg, name)
     stamp = [F.lit(crawl_date).alias(S.CRAWL_DATE), F.lit(run_id).alias(S.RUN_ID),

@@ -70,7 +70,6 @@ def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, n
     r_liked = sparse.csr_matrix((ratings[liked].astype(np.float64), (crow[liked], col[liked])),
                                 shape=(len(cust_ids), n_items))
     rated = sparse.csr_matrix((np.ones(int(known.sum())), (crow[known], col[known])), shape=(len(cust_ids), n_items))
-    rated.data[:] = 1.0
     scores = (r_liked @ nm.csr()).tocsr()
     scores = (scores - scores.multiply(rated)).tocsr()  # drop items already rated
     scores.eliminate_zeros()

@@ -36,7 +36,6 @@ class UpsertResult:
     inserted: int
     updated: int
     unchanged: int
-    version: int | None  # the Delta version written, None when nothing changed (no commit)
 
 
 def upsert_changed(spark: SparkSession, full_name: str, source: DataFrame, keys: list[str],
@@ -60,7 +59,6 @@ def upsert_changed(spark: SparkSession, full_name: str, source: DataFrame, keys:
         counts = {r["_action"]: r["count"] for r in flagged.groupBy("_action").count().collect()}
         inserted, updated = counts.get("insert", 0), counts.get("update", 0)
         unchanged = counts.get("keep", 0)
-        version = None
         if inserted or updated:
             # Materialised with its lineage cut: MERGE scans its source twice, and re-running the
             # source's plan (Python UDFs: decoding, CNN inference) would double the stage's cost.
@@ -73,10 +71,9 @@ def upsert_changed(spark: SparkSession, full_name: str, source: DataFrame, keys:
                 .whenNotMatchedInsertAll()
                 .execute()
             )
-            version = latest_version(spark, full_name)
     finally:
         flagged.unpersist()
-    return UpsertResult(inserted, updated, unchanged, version)
+    return UpsertResult(inserted, updated, unchanged)
 
 
 def replace_rows(spark: SparkSession, full_name: str, df: DataFrame, predicate: str,
@@ -100,11 +97,6 @@ def replace_rows(spark: SparkSession, full_name: str, df: DataFrame, predicate: 
     finally:
         spark.catalog.dropTempView(view)
     return True
-
-
-def latest_version(spark: SparkSession, full_name: str) -> int:
-    row = DeltaTable.forName(spark, full_name).history(1).select("version").first()
-    return int(row["version"]) if row else -1
 
 
 def sql_str(value: str) -> str:

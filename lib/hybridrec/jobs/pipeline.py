@@ -49,10 +49,8 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STA
         t = Timer()
         report = run_ingest(spark, cfg)
         read = report.items.read + report.posters.read + report.ratings.read
-        _progress("ingest", read, read - sum(getattr(report, n).quarantined for n in ("items", "posters", "ratings")),
-                  t.seconds)
-        for line in report.lines():
-            print("             " + line)
+        quarantined = sum(getattr(report, n).quarantined for n in ("items", "posters", "ratings"))
+        _report("ingest", read, read - quarantined, t, report.lines())
     if "embed" in stages:
         t = Timer()
         spec = ModelSpec.from_conf(cfg.embed)
