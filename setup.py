@@ -11,7 +11,7 @@ def _reqs(name: str) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-JOBS = ["pipeline", "ingest", "embed", "similarity", "recommend", "demo"]
+JOBS = ["pipeline", "ingest", "embed", "train", "similarity", "recommend", "demo"]
 
 setup(
     name="hybridrec",
@@ -30,7 +30,9 @@ setup(
         "cpu": _reqs("ml.txt"),
         # the deep-learning stages on GPU executors (CUDA wheels instead of tensorflow-cpu)
         "gpu": [r.replace("tensorflow-cpu", "tensorflow[and-cuda]") for r in _reqs("ml.txt")],
-        "dev": _reqs("ml.txt") + _reqs("dev.txt"),
+        # MLflow logging of the trained classifier (train.mlflow_tracking_uri)
+        "mlflow": _reqs("tracking.txt"),
+        "dev": _reqs("ml.txt") + _reqs("dev.txt") + _reqs("tracking.txt"),
     },
     entry_points={
         "console_scripts": ["hybridrec=hybridrec.cli:main"]

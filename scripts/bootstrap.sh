@@ -26,7 +26,7 @@ if [ ! -f "$venv/.complete" ]; then
   export PIP_CACHE_DIR="$cache/pip"
   "$venv/bin/pip" install -q --upgrade "pip==24.3.1" >&2
   "$venv/bin/pip" install -q -r "$here/requirements/base.txt" -r "$here/requirements/ml.txt" \
-      -r "$here/requirements/dev.txt" >&2
+      -r "$here/requirements/dev.txt" -r "$here/requirements/tracking.txt" >&2
   touch "$venv/.complete"
 fi
 # The project itself: an editable install (fast, no dependencies) pointing at this clone.

@@ -121,6 +121,46 @@ class EmbedConf:
 
 
 @dataclass(frozen=True)
+class FineTuneConf:
+    """The paper's second training stage: re-learn the CNN's last block on the images."""
+
+    enabled: bool = False
+    trainable_prefix: str = "block5"  # layers whose name starts with this are re-learned
+    epochs: int = 10
+    batch_size: int = 16
+    optimizer: str = "sgd"  # sgd (with momentum, the paper's) | adam
+    learning_rate: float = 1e-4  # reduced against the head's, as the paper
+    momentum: float = 0.9
+    patience: int = 3  # early stopping on validation loss
+
+
+@dataclass(frozen=True)
+class TrainConf:
+    """The stacked genre classifier (paper 3.1): Dense(hidden, relu) -> Dropout -> Dense(G, sigmoid)."""
+
+    genres: list[str] = field(default_factory=list)  # empty = every genre with >= min_items labelled items
+    min_items: int = 50
+    hidden: int = 1024
+    dropout: float = 0.5
+    epochs: int = 50  # the paper's 50; early stopping usually ends sooner
+    batch_size: int = 64
+    optimizer: str = "sgd"  # sgd (with momentum, the paper's) | adam
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    patience: int = 5  # early stopping on validation loss (best weights restored)
+    test_fraction: float = 0.2  # the paper's 80/20
+    val_fraction: float = 0.1  # of all labelled items, carved from the training part
+    folds: int = 0  # > 1: also k-fold cross-validation of the head
+    seed: int = 0
+    model_dir: str = ""  # artifacts (model, plot, metrics); default <data_dir>/models; shared storage on clusters
+    petastorm_cache_url: str = ""  # petastorm's parquet cache; default file://<data_dir>/petastorm
+    mlflow_tracking_uri: str = ""  # log params, metrics and the model to MLflow when set
+    mlflow_experiment: str = "hybridrec-classifier"
+    mlflow_artifact_location: str = ""  # for a new experiment; empty = the tracking server's default
+    fine_tune: FineTuneConf = field(default_factory=FineTuneConf)
+
+
+@dataclass(frozen=True)
 class SimilarityConf:
     vectors: str = "embeddings"  # embeddings (item_embeddings of the configured extractor)
     blocks: str = "labelled"  # labelled (items.genres) | predicted (item_categories, the classifier's)
@@ -158,6 +198,7 @@ class Config:
     ingest: IngestConf = field(default_factory=IngestConf)
     demo: DemoConf = field(default_factory=DemoConf)
     embed: EmbedConf = field(default_factory=EmbedConf)
+    train: TrainConf = field(default_factory=TrainConf)
     similarity: SimilarityConf = field(default_factory=SimilarityConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
     run: RunConf = field(default_factory=RunConf)
@@ -346,6 +387,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].preprocess' must be auto, caffe, tf, torch or none")
         if b.name == "file" and not b.model_path:
             raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].model_path' is required for name: file")
+    tr = cfg.train
+    for key, opt in (("train.optimizer", tr.optimizer), ("train.fine_tune.optimizer", tr.fine_tune.optimizer)):
+        if opt not in ("sgd", "adam"):
+            raise UserError(f"{conf_path}: config key '{key}' must be sgd or adam, got '{opt}'")
+    if not (0 < tr.test_fraction < 1 and 0 <= tr.val_fraction < 1 and tr.test_fraction + tr.val_fraction < 1):
+        raise UserError(f"{conf_path}: config keys 'train.test_fraction' and 'train.val_fraction' must be fractions "
+                        "that leave a training part")
+    if not 0 <= tr.dropout < 1 or tr.hidden < 1 or tr.epochs < 1 or tr.batch_size < 1 or tr.folds == 1:
+        raise UserError(f"{conf_path}: config keys 'train.dropout' in [0, 1), 'train.hidden', 'train.epochs', "
+                        "'train.batch_size' >= 1 and 'train.folds' 0 or >= 2")
     sim = cfg.similarity
     if sim.measure not in ("cosine", "euclidean"):
         raise UserError(f"{conf_path}: config key 'similarity.measure' must be cosine or euclidean")

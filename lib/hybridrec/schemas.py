@@ -14,6 +14,7 @@ from pyspark.sql.types import (
     FloatType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -59,6 +60,14 @@ RANK = "rank"
 SCORE = "score"
 BECAUSE_ITEM_ID = "because_item_id"
 SOURCE = "source"
+GENRE = "genre"
+GENRE_PROBS = "genre_probs"
+PREDICTED_GENRES = "predicted_genres"
+LABELLED = "labelled"
+SPLIT = "split"
+FEATURES = "features"
+MODEL_URI = "model_uri"
+FOLD = "fold"
 
 # ---- table names (within the configured database) ------------------------------------
 ITEMS = "items"
@@ -69,6 +78,8 @@ ITEM_EMBEDDINGS = "item_embeddings"
 ITEM_NEIGHBORS = "item_neighbors"
 RECOMMENDATIONS = "recommendations"
 RECOMMENDATIONS_LATEST = "recommendations_latest"
+ITEM_CATEGORIES = "item_categories"
+CLASSIFIER_METRICS = "classifier_metrics"
 
 
 def _f(name: str, dtype: object, nullable: bool, comment: str) -> StructField:
@@ -178,6 +189,42 @@ RECOMMENDATIONS_SCHEMA = StructType(
     ]
 )
 
+ITEM_CATEGORIES_SCHEMA = StructType(
+    [
+        _f(ITEM_ID, LongType(), False, "TMDB movie id (every item with a poster vector, labelled or not)"),
+        _f(GENRE_PROBS, MapType(StringType(), FloatType()), False, "Classifier probability per modelled genre"),
+        _f(PREDICTED_GENRES, ArrayType(StringType()), False,
+           "Genres whose probability reaches the genre's tuned threshold; at least the most likely one"),
+        _f(FEATURES, ArrayType(FloatType()), False, "The classifier's penultimate (Dense 1024) activations"),
+        _f(LABELLED, BooleanType(), False, "Whether the item had TMDB genre labels"),
+        _f(SPLIT, StringType(), False, "train, val, test (the 80/20 split) or unlabelled"),
+        _f(MODEL_URI, StringType(), False, "The classifier artifact that made these predictions"),
+        _f(RUN_ID, StringType(), False, "Train run that wrote them"),
+        _f(COMPUTED_AT, TimestampType(), False, "When (UTC)"),
+    ]
+)
+
+CLASSIFIER_METRICS_SCHEMA = StructType(
+    [
+        _f(RUN_ID, StringType(), False, "Train run"),
+        _f(STAGE, StringType(), False, "head (trained on stored embeddings) or fine_tune (CNN's last block re-learned)"),
+        _f(FOLD, IntegerType(), True, "Cross-validation fold; null for the 80/20 split"),
+        _f(GENRE, StringType(), False, "Genre"),
+        _f("n_test", LongType(), False, "Test items"),
+        _f("n_positive", LongType(), False, "Test items labelled with the genre"),
+        _f("threshold", DoubleType(), False, "Decision threshold, tuned on validation items only (max F1)"),
+        _f("accuracy", DoubleType(), False, "Test accuracy at the threshold"),
+        _f("precision", DoubleType(), False, "Test precision"),
+        _f("recall", DoubleType(), False, "Test recall"),
+        _f("f1", DoubleType(), False, "Test F1"),
+        _f("roc_auc", DoubleType(), True, "Test ROC-AUC (null when the test part holds one class)"),
+        _f("f1_majority", DoubleType(), False, "Baseline: F1 of always predicting the majority class"),
+        _f("f1_random", DoubleType(), False, "Baseline: expected F1 of guessing at the base rate"),
+        _f(MODEL_URI, StringType(), False, "The classifier artifact evaluated"),
+        _f(COMPUTED_AT, TimestampType(), False, "When (UTC)"),
+    ]
+)
+
 TABLE_COMMENTS = {
     ITEMS: "Movies from the TMDB crawl, one row per TMDB id, newest crawl wins",
     POSTERS: "Poster images of items, validated and decoded once, one row per item",
@@ -186,8 +233,11 @@ TABLE_COMMENTS = {
     RECOMMENDATIONS: "Top-n recommendations per customer and run; recommendations_latest shows the newest run",
     ITEM_NEIGHBORS: "Top-K similar items per item, searched within the item's categories; one set per run",
     ITEM_EMBEDDINGS: "Poster feature vectors from the configured CNN backbone(s), one row per item and extractor",
+    ITEM_CATEGORIES: "The current genre classifier's probabilities, predicted genres and 1024-d features per item",
+    CLASSIFIER_METRICS: "Per-genre test metrics of every train run (the paper's Table 2), one row per genre and fold",
 }
 
 TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA,
                  ITEM_EMBEDDINGS: ITEM_EMBEDDINGS_SCHEMA, ITEM_NEIGHBORS: ITEM_NEIGHBORS_SCHEMA,
-                 RECOMMENDATIONS: RECOMMENDATIONS_SCHEMA}
+                 RECOMMENDATIONS: RECOMMENDATIONS_SCHEMA, ITEM_CATEGORIES: ITEM_CATEGORIES_SCHEMA,
+                 CLASSIFIER_METRICS: CLASSIFIER_METRICS_SCHEMA}

@@ -249,11 +249,11 @@ def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
         memberships = spark.table(ensure_table(spark, cfg, S.ITEMS)).select(
             S.ITEM_ID, F.explode(S.GENRES).alias(BLOCK))
     else:
-        categories = cfg.table("item_categories")
+        categories = cfg.table(S.ITEM_CATEGORIES)
         if not spark.catalog.tableExists(categories.replace("`", "")):
             raise UserError("similarity.blocks=predicted needs the item_categories table (run the train stage) "
                             "or use similarity.blocks=labelled")
-        memberships = spark.table(categories).select(S.ITEM_ID, F.explode("predicted_genres").alias(BLOCK))
+        memberships = spark.table(categories).select(S.ITEM_ID, F.explode(S.PREDICTED_GENRES).alias(BLOCK))
     members = memberships.join(vectors.select(S.ITEM_ID), S.ITEM_ID, "left_semi").persist()
     report.items = members.select(S.ITEM_ID).distinct().count()
     report.blocks = members.select(BLOCK).distinct().count()

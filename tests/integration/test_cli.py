@@ -21,11 +21,12 @@ def run(args: list[str], data: Path, timeout: int = 600) -> subprocess.Completed
 def test_pipeline_then_sql_from_a_fresh_session(tmp_path: Path) -> None:
     small = ["--set", "demo.movies=60", "--set", "demo.customers=20", "--set", "demo.poster_width=32",
              "--set", "demo.poster_height=48", "--set", "spark.master=local[2]", "--set", "run.id=cli",
-             "--set", "embed.input_size=32", "--set", "similarity.top_k=5"]
+             "--set", "embed.input_size=32", "--set", "similarity.top_k=5",
+             "--set", "train.min_items=10", "--set", "train.epochs=5"]
     done = run(["pipeline", *small], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    for stage in ("[demo", "[ingest", "[embed", "[similarity", "[recommend"):
+    for stage in ("[demo", "[ingest", "[embed", "[train", "[similarity", "[recommend"):
         assert stage in out, stage
     assert "sample of items:" in out and "recommendations of the newest run" in out
     assert "embed uses seeded RANDOM weights" in out  # the demo says so

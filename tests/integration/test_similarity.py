@@ -108,7 +108,7 @@ def test_similarity_stage_writes_item_neighbors(spark: SparkSession, make_cfg: C
     from hybridrec.similarity import run_similarity
     from hybridrec.tables import ensure_table
 
-    cfg = make_cfg("similarity.top_k=3", "similarity.block_size=5", "run.id=s1")
+    cfg = make_cfg("similarity.top_k=3", "similarity.block_size=5", "similarity.blocks=labelled", "run.id=s1")
     vectors, members = skewed_catalogue(seed=5, n=30)
     key = ModelSpec.from_conf(cfg.embed).key
     items = ensure_table(spark, cfg, S.ITEMS)

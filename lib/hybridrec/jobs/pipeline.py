@@ -17,8 +17,9 @@ from hybridrec.jobs.demo import write_demo
 from hybridrec.recommend import run_recommend
 from hybridrec.session import build_session
 from hybridrec.similarity import run_similarity
+from hybridrec.train import run_train
 
-STAGES = ("ingest", "embed", "similarity", "recommend")
+STAGES = ("ingest", "embed", "train", "similarity", "recommend")
 
 
 def _progress(stage: str, rows_in: int, rows_out: int, seconds: float) -> None:
@@ -63,6 +64,10 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STA
                   "the demo conf is smaller to run fast on a laptop)", flush=True)
         emb = run_embed(spark, cfg)
         _report("embed", emb.posters, emb.computed + emb.already_embedded, t, emb.lines())
+    if "train" in stages:
+        t = Timer()
+        tr = run_train(spark, cfg)
+        _report("train", tr.items, tr.categorised, t, tr.lines())
     if "similarity" in stages:
         t = Timer()
         sim = run_similarity(spark, cfg)
