@@ -86,7 +86,10 @@ def replace_rows(spark: SparkSession, full_name: str, df: DataFrame, predicate: 
     if compare_cols is not None:
         stored = spark.table(full_name).where(predicate).select(*compare_cols)
         new = df.select(*compare_cols)
-        if stored.exceptAll(new).isEmpty() and new.exceptAll(stored).isEmpty():
+        if stored.isEmpty():  # first write of these rows: no full comparison needed
+            if new.isEmpty():
+                return False
+        elif stored.exceptAll(new).isEmpty() and new.exceptAll(stored).isEmpty():
             return False
     columns = spark.table(full_name).columns
     view = f"_hybridrec_replace_{abs(hash((full_name, predicate))):x}"
