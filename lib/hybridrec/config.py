@@ -162,7 +162,9 @@ class TrainConf:
 
 @dataclass(frozen=True)
 class SimilarityConf:
-    vectors: str = "embeddings"  # embeddings (item_embeddings of the configured extractor)
+    # embeddings (item_embeddings of the configured extractor) | features (the classifier's 1024-d
+    # penultimate activations in item_categories, the paper's "feature maps")
+    vectors: str = "embeddings"
     blocks: str = "labelled"  # labelled (items.genres) | predicted (item_categories, the classifier's)
     measure: str = "cosine"  # cosine | euclidean
     max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
@@ -402,9 +404,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise UserError(f"{conf_path}: config key 'similarity.measure' must be cosine or euclidean")
     if sim.blocks not in ("labelled", "predicted"):
         raise UserError(f"{conf_path}: config key 'similarity.blocks' must be labelled or predicted")
-    if sim.vectors != "embeddings":
-        raise UserError(f"{conf_path}: config key 'similarity.vectors' must be embeddings "
-                        "(classifier features arrive with the train stage)")
+    if sim.vectors not in ("embeddings", "features"):
+        raise UserError(f"{conf_path}: config key 'similarity.vectors' must be embeddings or features")
     if sim.top_k < 1 or sim.block_size < 2:
         raise UserError(f"{conf_path}: config keys 'similarity.top_k' >= 1 and 'similarity.block_size' >= 2")
     if cfg.ingest.crawl_date:

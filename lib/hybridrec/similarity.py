@@ -231,29 +231,39 @@ class SimilarityReport:
                 f"{self.rows} neighbour rows for {self.items_with_neighbors} items"]
 
 
+def _categories_table(spark: SparkSession, cfg: "Config") -> str:
+    """The classifier's ``item_categories`` (one line naming the fix when the train stage has not run)."""
+    from hybridrec.errors import UserError
+
+    table = cfg.table(S.ITEM_CATEGORIES)
+    if not spark.catalog.tableExists(table.replace("`", "")):
+        raise UserError("similarity.blocks=predicted and similarity.vectors=features need the item_categories table: "
+                        "run the train stage first, or set similarity.blocks=labelled and similarity.vectors=embeddings")
+    return table
+
+
 def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
     """Neighbours of every embedded item within its categories -> ``item_neighbors`` (this run's
     rows replaced in one commit)."""
     from hybridrec.backbones import ModelSpec
-    from hybridrec.errors import UserError
     from hybridrec.tables import ensure_table, replace_rows, sql_str
 
     sc = cfg.similarity
     params = SimilarityParams(sc.measure, sc.top_k, sc.block_size, sc.max_distance)
     report = SimilarityReport(run_id=cfg.run_id)
     out = ensure_table(spark, cfg, S.ITEM_NEIGHBORS)
-    emb = ensure_table(spark, cfg, S.ITEM_EMBEDDINGS)
-    key = ModelSpec.from_conf(cfg.embed).key
-    vectors = spark.table(emb).filter(F.col(S.MODEL_KEY) == key).select(S.ITEM_ID, S.VECTOR)
+    if sc.vectors == "features":  # the classifier's 1024-d penultimate activations (the paper's feature maps)
+        vectors = spark.table(_categories_table(spark, cfg)).select(S.ITEM_ID, F.col(S.FEATURES).alias(S.VECTOR))
+    else:
+        emb = ensure_table(spark, cfg, S.ITEM_EMBEDDINGS)
+        key = ModelSpec.from_conf(cfg.embed).key
+        vectors = spark.table(emb).filter(F.col(S.MODEL_KEY) == key).select(S.ITEM_ID, S.VECTOR)
     if sc.blocks == "labelled":
         memberships = spark.table(ensure_table(spark, cfg, S.ITEMS)).select(
             S.ITEM_ID, F.explode(S.GENRES).alias(BLOCK))
     else:
-        categories = cfg.table(S.ITEM_CATEGORIES)
-        if not spark.catalog.tableExists(categories.replace("`", "")):
-            raise UserError("similarity.blocks=predicted needs the item_categories table (run the train stage) "
-                            "or use similarity.blocks=labelled")
-        memberships = spark.table(categories).select(S.ITEM_ID, F.explode(S.PREDICTED_GENRES).alias(BLOCK))
+        memberships = spark.table(_categories_table(spark, cfg)).select(
+            S.ITEM_ID, F.explode(S.PREDICTED_GENRES).alias(BLOCK))
     members = memberships.join(vectors.select(S.ITEM_ID), S.ITEM_ID, "left_semi").persist()
     report.items = members.select(S.ITEM_ID).distinct().count()
     report.blocks = members.select(BLOCK).distinct().count()

@@ -167,3 +167,28 @@ def test_categories_thresholds_and_at_least_one_genre(spark: SparkSession) -> No
     assert got[2][0] == ["Horror"]  # none reaches its threshold: the closest one (0.08/0.1) is kept
     assert got[3][0] == ["Horror"] and got[4][0] == genres  # thresholds are inclusive
     assert got[1][1] == pytest.approx({"Drama": 0.9, "Comedy": 0.4, "Horror": 0.05})
+
+
+def test_similarity_on_classifier_features_within_predicted_genres(spark: SparkSession, cfg: Config,
+                                                                   trained: TrainReport,
+                                                                   make_cfg: Callable[..., Config]) -> None:
+    """The paper's path end to end: neighbours from the classifier's 1024-d features inside the
+    predicted genres, equal to a numpy brute force over the same blocks."""
+    from hybridrec.similarity import SimilarityParams, reference_neighbors, run_similarity
+
+    sim_cfg = make_cfg("similarity.vectors=features", "similarity.blocks=predicted", "similarity.top_k=5",
+                       "similarity.block_size=64", "run.id=t1", database=cfg.storage.database)
+    report = run_similarity(spark, sim_cfg)
+    cats = spark.table(cfg.table(S.ITEM_CATEGORIES)).collect()
+    vectors = {r[S.ITEM_ID]: np.array(r[S.FEATURES], np.float32) for r in cats}
+    members = {r[S.ITEM_ID]: list(r[S.PREDICTED_GENRES]) for r in cats}
+    want = reference_neighbors(vectors, members, SimilarityParams("cosine", top_k=5, block_size=64))
+    got: dict[int, list[tuple[int, int, float]]] = {}
+    for r in spark.table(cfg.table(S.ITEM_NEIGHBORS)).filter(F.col(S.RUN_ID) == "t1").collect():
+        got.setdefault(r[S.ITEM_ID], []).append((r[S.RANK], r[S.NEIGHBOR_ID], r[S.SIMILARITY]))
+    assert report.rows == sum(len(v) for v in want.values()) > 0
+    assert sorted(got) == sorted(want)
+    for item, lst in want.items():
+        ranked = sorted(got[item])
+        assert [n for _, n, _ in ranked] == [n for n, _, _ in lst], item
+        np.testing.assert_allclose([s for _, _, s in ranked], [s for _, s, _ in lst], atol=1e-5)
