@@ -49,7 +49,10 @@ def build_head(dims: int, n_genres: int, tc: TrainConf, mean: np.ndarray, var: n
     import keras
 
     inp = keras.Input((dims,), name="vector")
-    x = keras.layers.Normalization(mean=mean, variance=np.maximum(var, 1e-12), name="standardize")(inp)
+    # near-constant dimensions carry no signal: a variance floor keeps them from being blown up
+    # (which would also make fine-tuning the CNN below numerically unstable)
+    floor = max(float(np.mean(var)) * 1e-3, 1e-12)
+    x = keras.layers.Normalization(mean=mean, variance=np.maximum(var, floor), name="standardize")(inp)
     x = keras.layers.Dense(tc.hidden, activation="relu", name=FEATURES_LAYER)(x)
     x = keras.layers.Dropout(tc.dropout, name="dropout")(x)
     out = keras.layers.Dense(n_genres, activation="sigmoid", name=OUTPUT_LAYER)(x)
@@ -59,9 +62,10 @@ def build_head(dims: int, n_genres: int, tc: TrainConf, mean: np.ndarray, var: n
 def _optimizer(name: str, lr: float, momentum: float) -> Any:
     import keras
 
+    # gradients clipped by global norm: harmless for the head, a guard when fine-tuning the CNN
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
-    return keras.optimizers.Adam(learning_rate=lr)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=momentum, global_clipnorm=1.0)
+    return keras.optimizers.Adam(learning_rate=lr, global_clipnorm=1.0)
 
 
 def _seed_everything(seed: int) -> None:
@@ -92,9 +96,14 @@ def fit(spark: SparkSession, model: Any, train_df: DataFrame, val_df: DataFrame,
         val_xy = _read_all(val.map(to_xy), n_val, batch_size)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
         history = model.fit(train.map(to_xy), steps_per_epoch=max(1, math.ceil(n_train / batch_size)),
-                            validation_data=val_xy, batch_size=batch_size, epochs=epochs, callbacks=[stop],
+                            validation_data=val_xy, batch_size=batch_size, epochs=epochs,
+                            callbacks=[stop, keras.callbacks.TerminateOnNaN()],
                             shuffle=False, verbose=0)  # shuffled by the loader, seeded
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    losses = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if not all(math.isfinite(v) for vals in losses.values() for v in vals):
+        raise RuntimeError(f"training diverged (loss {losses.get('loss', [])[-3:]}): lower the learning rate "
+                           "(train.learning_rate / train.fine_tune.learning_rate)")
+    return losses
 
 
 # ---- predictions on the executors -------------------------------------------------------

@@ -143,6 +143,10 @@ def test_fine_tuning_cross_validation_and_mlflow(spark: SparkSession, cfg: Confi
     cats = spark.table(full.table(S.ITEM_CATEGORIES))
     assert {r[S.MODEL_URI] for r in cats.select(S.MODEL_URI).distinct().collect()} == {report.model_uri}
     assert cats.count() == trained.categorised
+    assert cats.filter(F.size(S.PREDICTED_GENRES) == 0).isEmpty()
+    assert all(np.isfinite(r[S.FEATURES]).all() and all(np.isfinite(list(r[S.GENRE_PROBS].values())))
+               for r in cats.collect())
+    assert all(np.isfinite([m.roc_auc or 0.0, m.f1]).all() for _, m in report.metrics["fine_tune"])
     # the other run's metrics stay queryable
     assert spark.table(full.table(S.CLASSIFIER_METRICS)).filter(F.col(S.RUN_ID) == "t1").count() == len(trained.genres)
 
