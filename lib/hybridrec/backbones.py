@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar, cast
 
 import numpy as np
 
@@ -227,8 +227,18 @@ class Extractor:
         return np.concatenate(outs, axis=1)
 
 
-_CACHE: dict[str, Extractor] = {}
+T = TypeVar("T")
+_CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
+
+
+def worker_cached(key: str, build: Callable[[], T]) -> T:
+    """The Python worker's one instance of ``key`` (built on first use, then reused across tasks
+    and batches): extractors here, saved classifiers in :mod:`hybridrec.train`."""
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return cast(T, _CACHE[key])
 
 
 def configure_devices(gpu_addresses: list[str], threads: int) -> None:
@@ -254,10 +264,9 @@ def configure_devices(gpu_addresses: list[str], threads: int) -> None:
 
 def get_extractor(spec: ModelSpec, gpu_addresses: list[str] | None = None) -> Extractor:
     """The worker-wide cached extractor for ``spec`` (built on first use)."""
-    key = spec.key + ("/mp" if spec.mixed_precision else "")
-    with _LOCK:
-        if key not in _CACHE:
-            configure_devices(gpu_addresses or [], spec.tf_threads)
-            _CACHE[key] = Extractor(spec)
-        return _CACHE[key]
+    def build() -> Extractor:
+        configure_devices(gpu_addresses or [], spec.tf_threads)
+        return Extractor(spec)
+
+    return worker_cached(spec.key + ("/mp" if spec.mixed_precision else ""), build)
 

@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import math
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, FloatType, StructField, StructType
 
 from hybridrec import schemas as S
-from hybridrec.backbones import ModelSpec, configure_devices, preprocess, _build_one, _preprocess_mode
+from hybridrec.backbones import ModelSpec, configure_devices, preprocess, worker_cached, _build_one, _preprocess_mode
 from hybridrec.classify import (LABELS, TEST, TRAIN, UNLABELLED, VAL, assign_splits, categories, choose_genres,
                                 genre_counts, labelled_items, vector_moments)
 from hybridrec.config import Config, TrainConf
@@ -107,20 +106,17 @@ def fit(spark: SparkSession, model: Any, train_df: DataFrame, val_df: DataFrame,
 
 
 # ---- predictions on the executors -------------------------------------------------------
-_MODELS: dict[str, Any] = {}
-_LOCK = threading.Lock()
-
-
 def _predictor(model_path: str) -> Any:
     """(features, probs) model for a saved classifier, cached per Python worker."""
-    with _LOCK:
-        if model_path not in _MODELS:
-            configure_devices([], 0)
-            import keras
 
-            m = keras.saving.load_model(model_path, compile=False)
-            _MODELS[model_path] = keras.Model(m.input, [m.get_layer(FEATURES_LAYER).output, m.output])
-        return _MODELS[model_path]
+    def build() -> Any:
+        configure_devices([], 0)
+        import keras
+
+        m = keras.saving.load_model(model_path, compile=False)
+        return keras.Model(m.input, [m.get_layer(FEATURES_LAYER).output, m.output])
+
+    return worker_cached("classifier:" + model_path, build)
 
 
 def predict_batches(model_path: str, kind: str, size: int, resize: str, mode: str,
@@ -145,6 +141,12 @@ def prediction_column(model_path: str, kind: str, size: int = 0, resize: str = "
         return predict_batches(model_path, kind, size, resize, mode, batches)
 
     return F.pandas_udf(udf, PREDICTION)  # type: ignore[call-overload]
+
+
+def with_predictions(df: DataFrame, predict: Callable[[Column], Column], input_col: str) -> DataFrame:
+    """``df`` plus ``probs`` and ``feats`` from a :func:`prediction_column` over ``input_col``."""
+    return df.withColumn("_p", predict(F.col(input_col))).select(
+        "*", F.col("_p.probs").alias(PROBS), F.col("_p.feats").alias(FEATS)).drop("_p")
 
 
 # ---- evaluation -----------------------------------------------------------------------
@@ -311,8 +313,7 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
     histories[STAGE_HEAD] = head_on(data.filter(F.col(S.SPLIT) == TRAIN), data.filter(F.col(S.SPLIT) == VAL),
                                     tc.seed, head_path)
     report.epochs[STAGE_HEAD] = len(histories[STAGE_HEAD]["loss"])
-    pred = data.withColumn("_p", prediction_column(str(head_path), "vector")(F.col(S.VECTOR))) \
-        .select("*", F.col("_p.probs").alias(PROBS), F.col("_p.feats").alias(FEATS)).drop("_p").persist()
+    pred = with_predictions(data, prediction_column(str(head_path), "vector"), S.VECTOR).persist()
     report.metrics[STAGE_HEAD] = evaluate(_collect_eval(pred, VAL), _collect_eval(pred, TEST), report.genres)
     final_path, final_pred = head_path, pred
 
@@ -325,10 +326,8 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
             is_val = ~is_test & (F.pmod(F.xxhash64(F.lit(tc.seed), F.lit(f), S.ITEM_ID), F.lit(10_000))
                                  < F.lit(int(max(tc.val_fraction, 0.05) * 10_000)))
             head_on(labelled.filter(~is_test & ~is_val), labelled.filter(is_val), tc.seed + 1 + f, fold_path)
-            fp = labelled.filter(is_test | is_val).withColumn(
-                S.SPLIT, F.when(is_test, TEST).otherwise(VAL)).withColumn(
-                "_p", prediction_column(str(fold_path), "vector")(F.col(S.VECTOR))).select(
-                S.ITEM_ID, S.SPLIT, LABELS, F.col("_p.probs").alias(PROBS))
+            fp = with_predictions(labelled.filter(is_test | is_val).withColumn(
+                S.SPLIT, F.when(is_test, TEST).otherwise(VAL)), prediction_column(str(fold_path), "vector"), S.VECTOR)
             for g, m in evaluate(_collect_eval(fp, VAL), _collect_eval(fp, TEST), report.genres):
                 report.cv.append((f, g, m))
 
@@ -338,10 +337,9 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
         report.epochs[STAGE_FINE_TUNE] = len(histories[STAGE_FINE_TUNE]["loss"])
         posters = spark.table(ensure_table(spark, cfg, S.POSTERS)).select(S.ITEM_ID, S.IMAGE)
         b = spec.backbones[0]
-        final_pred = data.drop(S.VECTOR).join(posters, S.ITEM_ID).withColumn(
-            "_p", prediction_column(str(final_path), "image", spec.input_size, spec.resize, _preprocess_mode(b))(
-                F.col(S.IMAGE))).select("*", F.col("_p.probs").alias(PROBS), F.col("_p.feats").alias(FEATS)) \
-            .drop("_p", S.IMAGE).persist()
+        predict = prediction_column(str(final_path), "image", spec.input_size, spec.resize, _preprocess_mode(b))
+        final_pred = with_predictions(data.drop(S.VECTOR).join(posters, S.ITEM_ID), predict, S.IMAGE) \
+            .drop(S.IMAGE).persist()
         report.metrics[STAGE_FINE_TUNE] = evaluate(_collect_eval(final_pred, VAL), _collect_eval(final_pred, TEST),
                                                    report.genres)
     report.model_uri = str(final_path)
