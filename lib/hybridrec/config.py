@@ -170,6 +170,40 @@ class SimilarityConf:
     max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
     top_k: int = 50
     block_size: int = 2000  # no task holds more than block_size^2 scores
+    # Blend with rating-based item-item cosine: s = w * n / (n + shrinkage) * rating_cos + (1 - w) * image_sim,
+    # w = rating_weight, n = the pair's co-raters; a missing side counts 0 (w = 0: image only, the paper)
+    rating_weight: float = 0.0
+    rating_shrinkage: float = 0.0
+    rating_min_support: int = 1  # co-raters a rating pair needs
+    rating_max_history: int = 500  # latest ratings per customer used for rating similarity (0 = all)
+
+
+# popular: most rated in training; item_knn: rating cosine; als: Spark ALS (implicit); visual: poster
+# neighbours without category blocks; hybrid: the paper's (poster neighbours within categories);
+# hybrid_rating: hybrid blended with rating cosine (evaluate.blend_*)
+EVAL_MODELS = ("popular", "item_knn", "als", "visual", "hybrid", "hybrid_rating")
+
+
+@dataclass(frozen=True)
+class EvaluateConf:
+    """Offline evaluation: split each customer's ratings, score the training part, rank held-out items."""
+
+    split: str = "temporal"  # temporal (latest ratings held out) | random (seeded)
+    holdout_fraction: float = 0.2  # of each customer's ratings (at least one)
+    holdout_last: int = 0  # > 0: hold out each customer's last k ratings instead of a fraction
+    min_ratings: int = 5  # customers with fewer ratings stay wholly in training
+    relevant_threshold: float = 4.0  # held-out ratings >= this are relevant
+    gain: str = "graded"  # nDCG gain: graded (the held-out rating) | binary
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    models: list[str] = field(default_factory=lambda: list(EVAL_MODELS))
+    blend_weight: float = 0.5  # hybrid_rating: the rating blend's weight (see similarity.rating_weight)
+    blend_shrinkage: float = 0.0
+    als_rank: int = 32
+    als_reg: float = 0.1
+    als_alpha: float = 10.0  # implicit-feedback confidence scale
+    als_iterations: int = 10
+    seed: int = 0
+    report_dir: str = ""  # default <storage.data_dir>/reports
 
 
 @dataclass(frozen=True)
@@ -203,6 +237,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     similarity: SimilarityConf = field(default_factory=SimilarityConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
+    evaluate: EvaluateConf = field(default_factory=EvaluateConf)
     run: RunConf = field(default_factory=RunConf)
     secrets: SecretsConf = field(default_factory=SecretsConf)
 
@@ -408,6 +443,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise UserError(f"{conf_path}: config key 'similarity.vectors' must be embeddings or features")
     if sim.top_k < 1 or sim.block_size < 2:
         raise UserError(f"{conf_path}: config keys 'similarity.top_k' >= 1 and 'similarity.block_size' >= 2")
+    if not 0 <= sim.rating_weight <= 1 or sim.rating_shrinkage < 0:
+        raise UserError(f"{conf_path}: config keys 'similarity.rating_weight' in [0, 1] and "
+                        "'similarity.rating_shrinkage' >= 0")
+    ev = cfg.evaluate
+    if ev.split not in ("temporal", "random"):
+        raise UserError(f"{conf_path}: config key 'evaluate.split' must be temporal or random, got '{ev.split}'")
+    if ev.gain not in ("graded", "binary"):
+        raise UserError(f"{conf_path}: config key 'evaluate.gain' must be graded or binary, got '{ev.gain}'")
+    if not 0 < ev.holdout_fraction < 1 or ev.holdout_last < 0 or ev.min_ratings < 2:
+        raise UserError(f"{conf_path}: config keys 'evaluate.holdout_fraction' in (0, 1), 'evaluate.holdout_last' >= 0 "
+                        "and 'evaluate.min_ratings' >= 2")
+    if not ev.ks or any(k < 1 for k in ev.ks):
+        raise UserError(f"{conf_path}: config key 'evaluate.ks' needs cut-offs >= 1")
+    bad = [m for m in ev.models if m not in EVAL_MODELS]
+    if bad or not ev.models:
+        raise UserError(f"{conf_path}: config key 'evaluate.models': unknown model(s) {', '.join(bad) or '(none)'}; "
+                        f"models are {', '.join(EVAL_MODELS)}")
+    if not 0 <= ev.blend_weight <= 1 or ev.blend_shrinkage < 0:
+        raise UserError(f"{conf_path}: config keys 'evaluate.blend_weight' in [0, 1] and 'evaluate.blend_shrinkage' >= 0")
     if cfg.ingest.crawl_date:
         parse_date(cfg.ingest.crawl_date, "ingest.crawl_date")
     cfg.run_date  # validates run.date

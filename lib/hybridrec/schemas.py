@@ -68,6 +68,12 @@ SPLIT = "split"
 FEATURES = "features"
 MODEL_URI = "model_uri"
 FOLD = "fold"
+MODEL = "model"
+METRIC = "metric"
+K = "k"
+SLICE = "slice"
+VALUE = "value"
+CUSTOMERS = "customers"
 
 # ---- table names (within the configured database) ------------------------------------
 ITEMS = "items"
@@ -80,6 +86,7 @@ RECOMMENDATIONS = "recommendations"
 RECOMMENDATIONS_LATEST = "recommendations_latest"
 ITEM_CATEGORIES = "item_categories"
 CLASSIFIER_METRICS = "classifier_metrics"
+EVALUATION = "evaluation"
 
 
 def _f(name: str, dtype: object, nullable: bool, comment: str) -> StructField:
@@ -172,7 +179,7 @@ ITEM_NEIGHBORS_SCHEMA = StructType(
         _f(NEIGHBOR_ID, LongType(), False, "A similar item within one of the item's categories"),
         _f(SIMILARITY, DoubleType(), False, "cosine, or 1/(1+euclidean distance)"),
         _f(RANK, IntegerType(), False, "1 = most similar; ties broken by neighbor_id"),
-        _f(SHARED_GENRES, ArrayType(StringType()), False, "Category blocks in which the pair met"),
+        _f(SHARED_GENRES, ArrayType(StringType()), False, "Category blocks in which the pair met (empty for a pair found by rating similarity only)"),
         _f(RUN_ID, StringType(), False, "Run that computed it"),
     ]
 )
@@ -225,6 +232,19 @@ CLASSIFIER_METRICS_SCHEMA = StructType(
     ]
 )
 
+EVALUATION_SCHEMA = StructType(
+    [
+        _f(RUN_ID, StringType(), False, "Evaluate run"),
+        _f(MODEL, StringType(), False, "popular, item_knn, als, visual, hybrid (the paper's), hybrid_rating, ..."),
+        _f(METRIC, StringType(), False, "ndcg, precision, recall, map, hit_rate, coverage, novelty, diversity"),
+        _f(K, IntegerType(), False, "List cut-off"),
+        _f(SLICE, StringType(), False, "all, or cold_start (relevant items nobody rated in training)"),
+        _f(VALUE, DoubleType(), False, "Mean over the slice's customers (coverage: share of the catalogue)"),
+        _f(CUSTOMERS, LongType(), False, "Customers averaged over"),
+        _f(COMPUTED_AT, TimestampType(), False, "When (UTC)"),
+    ]
+)
+
 TABLE_COMMENTS = {
     ITEMS: "Movies from the TMDB crawl, one row per TMDB id, newest crawl wins",
     POSTERS: "Poster images of items, validated and decoded once, one row per item",
@@ -235,9 +255,10 @@ TABLE_COMMENTS = {
     ITEM_EMBEDDINGS: "Poster feature vectors from the configured CNN backbone(s), one row per item and extractor",
     ITEM_CATEGORIES: "The current genre classifier's probabilities, predicted genres and 1024-d features per item",
     CLASSIFIER_METRICS: "Per-genre test metrics of every train run (the paper's Table 2), one row per genre and fold",
+    EVALUATION: "Offline ranking metrics of every model on the held-out split, one row per run, model, metric, k, slice",
 }
 
 TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA,
                  ITEM_EMBEDDINGS: ITEM_EMBEDDINGS_SCHEMA, ITEM_NEIGHBORS: ITEM_NEIGHBORS_SCHEMA,
                  RECOMMENDATIONS: RECOMMENDATIONS_SCHEMA, ITEM_CATEGORIES: ITEM_CATEGORIES_SCHEMA,
-                 CLASSIFIER_METRICS: CLASSIFIER_METRICS_SCHEMA}
+                 CLASSIFIER_METRICS: CLASSIFIER_METRICS_SCHEMA, EVALUATION: EVALUATION_SCHEMA}

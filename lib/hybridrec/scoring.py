@@ -157,10 +157,9 @@ def _fallback_rows(missing: list[int], cust_ids: np.ndarray, crow: np.ndarray, i
     return pd.DataFrame(out, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
 
 
-def score_stream(batches: Iterator[pd.DataFrame], nm: NeighborMatrix, n: int, threshold: float,
-                 fallback: Fallback | None, max_rows: int = 200_000) -> Iterator[pd.DataFrame]:
-    """Score a customer-sorted stream of rating batches in bounded chunks. A customer whose
-    ratings straddle two input batches is carried over, so each is scored with all its ratings."""
+def customer_chunks(batches: Iterator[pd.DataFrame], max_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Re-chunk a customer-sorted stream of row batches into chunks of about ``max_rows`` rows that
+    each hold all the rows of their customers (a customer straddling two batches is carried over)."""
     carry: pd.DataFrame | None = None
     for pdf in batches:
         if carry is not None:
@@ -170,12 +169,18 @@ def score_stream(batches: Iterator[pd.DataFrame], nm: NeighborMatrix, n: int, th
         last = pdf[S.CUSTOMER_ID].iloc[-1]
         tail = pdf[S.CUSTOMER_ID] == last
         carry, ready = pdf[tail], pdf[~tail]
-        for chunk in _chunks(ready, max_rows):
-            yield score_batch(chunk[S.CUSTOMER_ID].to_numpy(), chunk[S.ITEM_ID].to_numpy(),
-                              chunk[S.RATING].to_numpy(np.float64), nm, n, threshold, fallback)
+        yield from _chunks(ready, max_rows)
     if carry is not None and not carry.empty:
-        yield score_batch(carry[S.CUSTOMER_ID].to_numpy(), carry[S.ITEM_ID].to_numpy(),
-                          carry[S.RATING].to_numpy(np.float64), nm, n, threshold, fallback)
+        yield carry
+
+
+def score_stream(batches: Iterator[pd.DataFrame], nm: NeighborMatrix, n: int, threshold: float,
+                 fallback: Fallback | None, max_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Score a customer-sorted stream of rating batches in bounded chunks, each customer with all
+    its ratings."""
+    for chunk in customer_chunks(batches, max_rows):
+        yield score_batch(chunk[S.CUSTOMER_ID].to_numpy(), chunk[S.ITEM_ID].to_numpy(),
+                          chunk[S.RATING].to_numpy(np.float64), nm, n, threshold, fallback)
 
 
 def _chunks(pdf: pd.DataFrame, max_rows: int) -> Iterator[pd.DataFrame]:

@@ -242,33 +242,63 @@ def _categories_table(spark: SparkSession, cfg: "Config") -> str:
     return table
 
 
-def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
-    """Neighbours of every embedded item within its categories -> ``item_neighbors`` (this run's
-    rows replaced in one commit)."""
+def stage_vectors(spark: SparkSession, cfg: "Config") -> DataFrame:
+    """(item_id, vector): the configured extractor's poster embeddings, or the classifier's features."""
     from hybridrec.backbones import ModelSpec
-    from hybridrec.tables import ensure_table, replace_rows, sql_str
+    from hybridrec.tables import ensure_table
 
+    if cfg.similarity.vectors == "features":  # the classifier's 1024-d penultimate activations (the paper's feature maps)
+        return spark.table(_categories_table(spark, cfg)).select(S.ITEM_ID, F.col(S.FEATURES).alias(S.VECTOR))
+    emb = ensure_table(spark, cfg, S.ITEM_EMBEDDINGS)
+    key = ModelSpec.from_conf(cfg.embed).key
+    return spark.table(emb).filter(F.col(S.MODEL_KEY) == key).select(S.ITEM_ID, S.VECTOR)
+
+
+ALL_ITEMS_BLOCK = "(all)"
+
+
+def stage_memberships(spark: SparkSession, cfg: "Config", blocks: str) -> DataFrame:
+    """(item_id, block): labelled (TMDB genres), predicted (the classifier's) or none (one block of every item)."""
+    from hybridrec.tables import ensure_table
+
+    if blocks == "labelled":
+        return spark.table(ensure_table(spark, cfg, S.ITEMS)).select(S.ITEM_ID, F.explode(S.GENRES).alias(BLOCK))
+    if blocks == "predicted":
+        return spark.table(_categories_table(spark, cfg)).select(
+            S.ITEM_ID, F.explode(S.PREDICTED_GENRES).alias(BLOCK))
+    return stage_vectors(spark, cfg).select(S.ITEM_ID, F.lit(ALL_ITEMS_BLOCK).alias(BLOCK))
+
+
+def image_neighbors(spark: SparkSession, cfg: "Config", report: SimilarityReport, blocks: str | None = None
+                    ) -> DataFrame:
+    """Poster neighbours of every item within its blocks (conf ``similarity.blocks`` unless given):
+    (item_id, neighbor_id, similarity, shared_genres, rank); fills the report's counts."""
     sc = cfg.similarity
     params = SimilarityParams(sc.measure, sc.top_k, sc.block_size, sc.max_distance)
-    report = SimilarityReport(run_id=cfg.run_id)
-    out = ensure_table(spark, cfg, S.ITEM_NEIGHBORS)
-    if sc.vectors == "features":  # the classifier's 1024-d penultimate activations (the paper's feature maps)
-        vectors = spark.table(_categories_table(spark, cfg)).select(S.ITEM_ID, F.col(S.FEATURES).alias(S.VECTOR))
-    else:
-        emb = ensure_table(spark, cfg, S.ITEM_EMBEDDINGS)
-        key = ModelSpec.from_conf(cfg.embed).key
-        vectors = spark.table(emb).filter(F.col(S.MODEL_KEY) == key).select(S.ITEM_ID, S.VECTOR)
-    if sc.blocks == "labelled":
-        memberships = spark.table(ensure_table(spark, cfg, S.ITEMS)).select(
-            S.ITEM_ID, F.explode(S.GENRES).alias(BLOCK))
-    else:
-        memberships = spark.table(_categories_table(spark, cfg)).select(
-            S.ITEM_ID, F.explode(S.PREDICTED_GENRES).alias(BLOCK))
-    members = memberships.join(vectors.select(S.ITEM_ID), S.ITEM_ID, "left_semi").persist()
+    vectors = stage_vectors(spark, cfg)
+    memberships = stage_memberships(spark, cfg, blocks or sc.blocks)
+    members = memberships.join(vectors.select(S.ITEM_ID), S.ITEM_ID, "left_semi").localCheckpoint(eager=True)
     report.items = members.select(S.ITEM_ID).distinct().count()
     report.blocks = members.select(BLOCK).distinct().count()
     cands, report.sub_block_pairs = candidates(spark, vectors, members, params)
-    neighbors = top_neighbors(cands, params.top_k).select(
+    return top_neighbors(cands, params.top_k)
+
+
+def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
+    """Neighbours of every embedded item within its categories, blended with rating similarity when
+    ``similarity.rating_weight`` > 0 -> ``item_neighbors`` (this run's rows replaced in one commit)."""
+    from hybridrec.ratingsim import RatingSimParams, blend_neighbors, rating_neighbors
+    from hybridrec.tables import ensure_table, replace_rows, sql_str
+
+    sc = cfg.similarity
+    report = SimilarityReport(run_id=cfg.run_id)
+    out = ensure_table(spark, cfg, S.ITEM_NEIGHBORS)
+    neighbors = image_neighbors(spark, cfg, report)
+    if sc.rating_weight > 0:
+        ratings = spark.table(ensure_table(spark, cfg, S.RATINGS))
+        rating = rating_neighbors(ratings, RatingSimParams(sc.top_k, sc.rating_min_support, sc.rating_max_history))
+        neighbors = blend_neighbors(neighbors, rating, sc.rating_weight, sc.rating_shrinkage, sc.top_k)
+    neighbors = neighbors.select(
         S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY, F.col(S.RANK).cast("int").alias(S.RANK), S.SHARED_GENRES,
         F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
     report.rows = neighbors.count()
@@ -276,5 +306,4 @@ def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
     replace_rows(spark, out, neighbors, f"{S.RUN_ID} = {sql_str(cfg.run_id)}",
                  compare_cols=[S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY, S.RANK, S.SHARED_GENRES])
     neighbors.unpersist()
-    members.unpersist()
     return report

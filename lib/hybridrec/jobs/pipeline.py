@@ -11,6 +11,7 @@ from hybridrec.config import Config
 from hybridrec.errors import UserError
 from hybridrec.backbones import ModelSpec, check_weights
 from hybridrec.embed import run_embed
+from hybridrec.evaluate import EvaluateReport, run_evaluate
 from hybridrec.ingest import preflight, run_ingest
 from hybridrec.jobs.common import Timer, job_parser, parse_config, run_main
 from hybridrec.jobs.demo import write_demo
@@ -19,7 +20,7 @@ from hybridrec.session import build_session
 from hybridrec.similarity import run_similarity
 from hybridrec.train import run_train
 
-STAGES = ("ingest", "embed", "train", "similarity", "recommend")
+STAGES = ("ingest", "embed", "train", "similarity", "recommend", "evaluate")
 
 
 def _progress(stage: str, rows_in: int, rows_out: int, seconds: float) -> None:
@@ -44,8 +45,9 @@ def _show(spark: SparkSession, title: str, query: str, n: int = 5) -> None:
         print("  " + " | ".join(str(r[c]) for c in cols))
 
 
-def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STAGES) -> None:
-    """Run the requested stages in order, printing one progress line each."""
+def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STAGES) -> EvaluateReport | None:
+    """Run the requested stages in order, printing one progress line each; returns the evaluation
+    report when the evaluate stage ran."""
     if "ingest" in stages:
         t = Timer()
         report = run_ingest(spark, cfg)
@@ -76,6 +78,12 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: tuple[str, ...] = STA
         t = Timer()
         rec = run_recommend(spark, cfg)
         _report("recommend", rec.customers, rec.rows, t, rec.lines())
+    if "evaluate" in stages:
+        t = Timer()
+        ev = run_evaluate(spark, cfg)
+        _report("evaluate", ev.train_ratings + ev.test_ratings, len(ev.table), t, ev.lines()[:1] + ev.lines()[-1:])
+        return ev
+    return None
 
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if "embed" in stages:
             check_weights(ModelSpec.from_conf(cfg.embed))
         spark = build_session(cfg)
-        run_pipeline(spark, cfg, stages)
+        evaluation = run_pipeline(spark, cfg, stages)
         print(f"\ndone in {total.seconds:.1f}s - run id {cfg.run_id}; tables in database "
               f"{cfg.database}; local warehouse {cfg.data_dir / 'warehouse'}")
         _show(spark, "sample of items:", f"SELECT {S.ITEM_ID}, {S.TITLE}, {S.GENRES}, release_year FROM {cfg.table(S.ITEMS)} "
@@ -112,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"LEFT JOIN {cfg.table(S.ITEMS)} b ON b.{S.ITEM_ID} = r.{S.BECAUSE_ITEM_ID} "
                   f"WHERE r.{S.CUSTOMER_ID} = (SELECT min({S.CUSTOMER_ID}) FROM {cfg.table(S.RECOMMENDATIONS_LATEST)} "
                   f"WHERE {S.SOURCE} = 'neighbors') ORDER BY r.{S.RANK}", n=10)
+        if evaluation is not None:
+            print(f"\nevaluation of run {cfg.run_id} (held-out ratings; table evaluation, report "
+                  f"{evaluation.report_path}):")
+            print("\n".join(evaluation.lines()[:-1]))
         print("\nquery them: hybridrec sql \"SELECT * FROM "
               f"{cfg.table(S.ITEMS)} LIMIT 10\"")
         return 0

@@ -1,0 +1,256 @@
+"""Evaluation on Spark: metric parity with numpy and Spark's RankingMetrics, rating similarity and
+blend parity with pure-Python references, a leak-free split, and the evaluate stage end to end."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+import random
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hybridrec import ranking
+from hybridrec import schemas as S
+from hybridrec.config import Config
+from hybridrec.demo import DemoCrawl
+from hybridrec.evaluate import (PART, SLICE_ALL, SLICE_COLD, TEST, TRAIN, EvaluateReport, MetricContext,
+                                model_metrics, relevant_truth, run_evaluate, split_ratings)
+from hybridrec.ratingsim import (RatingSimParams, blend_neighbors, rating_neighbors, reference_blend,
+                                 reference_rating_neighbors)
+
+RATING_COLS = f"{S.CUSTOMER_ID} long, {S.ITEM_ID} long, {S.RATING} double, {S.TIMESTAMP} timestamp"
+
+
+def random_ratings(seed: int, customers: int = 30, items: int = 25) -> list[tuple[int, int, float, dt.datetime]]:
+    rng = random.Random(seed)
+    base = dt.datetime(2024, 1, 1)
+    rows = []
+    for c in range(1, customers + 1):
+        for i in rng.sample(range(100, 100 + items), rng.randint(1, 12)):
+            # whole stars and a few same-second timestamps, as MovieLens has
+            rows.append((c, i, float(rng.randint(1, 5)), base + dt.timedelta(seconds=rng.randint(0, 40))))
+    return rows
+
+
+def as_df(spark: SparkSession, rows: list) -> DataFrame:
+    return spark.createDataFrame(rows, RATING_COLS)
+
+
+@pytest.mark.parametrize("max_history,min_support", [(0, 1), (4, 2)])
+def test_rating_neighbors_equal_the_reference(spark: SparkSession, max_history: int, min_support: int) -> None:
+    rows = random_ratings(3)
+    params = RatingSimParams(top_k=5, min_support=min_support, max_history=max_history, chunk_rows=20)
+    got = rating_neighbors(as_df(spark, rows), params, partitions=3).toPandas()
+    want = reference_rating_neighbors([(c, i, r, t.timestamp()) for c, i, r, t in rows], params)
+    assert set(got[S.ITEM_ID]) == set(want)
+    for item, lst in want.items():
+        mine = got[got[S.ITEM_ID] == item].sort_values(S.RANK)
+        assert mine[S.NEIGHBOR_ID].tolist() == [j for j, _, _ in lst], item
+        np.testing.assert_allclose(mine[S.SIMILARITY], [s for _, s, _ in lst], rtol=1e-9)
+        assert mine["support"].tolist() == [n for _, _, n in lst]
+
+
+@pytest.mark.parametrize("weight,shrinkage", [(0.5, 0.0), (0.3, 5.0), (1.0, 2.0)])
+def test_blend_equals_the_reference(spark: SparkSession, weight: float, shrinkage: float) -> None:
+    rng = random.Random(9)
+    image = {(i, j): rng.random() for i in range(6) for j in range(6) if i != j and rng.random() < 0.5}
+    rating = {(i, j): (rng.random(), rng.randint(1, 6)) for i in range(3, 9) for j in range(3, 9)
+              if i != j and rng.random() < 0.5}
+    img_df = spark.createDataFrame([(i, j, s, ["Drama"]) for (i, j), s in image.items()],
+                                   f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, "
+                                   f"{S.SHARED_GENRES} array<string>")
+    rat_df = spark.createDataFrame([(i, j, s, n) for (i, j), (s, n) in rating.items()],
+                                   f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, support long")
+    got = blend_neighbors(img_df, rat_df, weight, shrinkage, top_k=3).toPandas()
+    want = reference_blend(image, rating, weight, shrinkage, 3)
+    for item, lst in want.items():
+        mine = got[got[S.ITEM_ID] == item].sort_values(S.RANK)
+        assert mine[S.NEIGHBOR_ID].tolist() == [j for j, _ in lst]
+        np.testing.assert_allclose(mine[S.SIMILARITY], [s for _, s in lst], rtol=1e-12)
+    # items 0-2 have no rating pairs (cold: neighbours from the image); 6-8 no image pairs (no poster)
+    assert set(got[S.ITEM_ID]) == {i for i, _ in image} | {i for i, _ in rating}
+    only_rating = got[got[S.ITEM_ID] >= 6]
+    assert (only_rating[S.SHARED_GENRES].map(len) == 0).all()
+
+
+def test_temporal_split_holds_out_each_customers_latest_and_leaks_nothing(spark: SparkSession,
+                                                                           make_cfg: Callable[..., Config]) -> None:
+    rows = random_ratings(5, customers=40)
+    ec = make_cfg("evaluate.holdout_fraction=0.25", "evaluate.min_ratings=4").evaluate
+    split = split_ratings(as_df(spark, rows), ec).toPandas()
+    assert len(split) == len(rows)  # nothing dropped, nothing doubled
+    for c, g in split.groupby(S.CUSTOMER_ID):
+        test, train = g[g[PART] == TEST], g[g[PART] == TRAIN]
+        if len(g) < 4:
+            assert test.empty
+            continue
+        assert len(test) == max(1, int(len(g) * 0.25)) and len(train) >= 1
+        assert not set(test[S.ITEM_ID]) & set(train[S.ITEM_ID])
+        # every held-out rating is at least as late as every training one (ties: larger item id later)
+        last_train = train.sort_values([S.TIMESTAMP, S.ITEM_ID]).iloc[-1]
+        first_test = test.sort_values([S.TIMESTAMP, S.ITEM_ID]).iloc[0]
+        assert (first_test[S.TIMESTAMP], first_test[S.ITEM_ID]) > (last_train[S.TIMESTAMP], last_train[S.ITEM_ID])
+    seeded = make_cfg("evaluate.split=random", "evaluate.seed=4", "evaluate.holdout_last=2").evaluate
+    a = split_ratings(as_df(spark, rows), seeded).toPandas().sort_values([S.CUSTOMER_ID, S.ITEM_ID])
+    b = split_ratings(as_df(spark, rows), seeded).toPandas().sort_values([S.CUSTOMER_ID, S.ITEM_ID])
+    assert a[PART].tolist() == b[PART].tolist()
+    sizes = a.groupby(S.CUSTOMER_ID).size()
+    held = a[a[PART] == TEST].groupby(S.CUSTOMER_ID).size()
+    assert all(held.get(c, 0) == (min(2, n - 1) if n >= 5 else 0) for c, n in sizes.items())
+
+
+def test_spark_metrics_equal_numpy_and_spark_ranking_metrics(spark: SparkSession) -> None:
+    from pyspark.mllib.evaluation import RankingMetrics
+
+    rng = random.Random(1)
+    lists = {c: rng.sample(range(50), rng.randint(0, 12)) for c in range(1, 80)}
+    truth = {c: {i: float(rng.randint(4, 5)) for i in rng.sample(range(50), rng.randint(1, 6))} for c in range(1, 80)}
+    counts = {i: rng.randint(0, 9) for i in range(50) if i % 7}
+    vecs = {i: v / np.linalg.norm(v) for i in range(50) for v in [np.random.default_rng(i).normal(size=4)]}
+    recs = spark.createDataFrame([(c, r + 1, i, 1.0) for c, lst in lists.items() for r, i in enumerate(lst)],
+                                 f"{S.CUSTOMER_ID} long, {S.RANK} int, {S.ITEM_ID} long, {S.SCORE} double")
+    test = spark.createDataFrame([(c, i, g) for c, d in truth.items() for i, g in d.items()],
+                                 f"{S.CUSTOMER_ID} long, {S.ITEM_ID} long, {S.RATING} double")
+    for gain in ("graded", "binary"):
+        ctx = MetricContext((3, 10), gain, counts, 9, vecs)
+        got = model_metrics(spark, recs, relevant_truth(test, 4.0), ctx, catalogue_size=60)
+        gains = {c: {i: (g if gain == "graded" else 1.0) for i, g in d.items()} for c, d in truth.items()}
+        want = ranking.mean_metrics(lists, gains, (3, 10), counts, 9, vecs, 60)
+        for (metric, k), v in want.items():
+            row = got[(got[S.METRIC] == metric) & (got[S.K] == k) & (got[S.SLICE] == SLICE_ALL)]
+            assert float(row[S.VALUE].iloc[0]) == pytest.approx(v, rel=1e-9, abs=1e-12), (gain, metric, k)
+        cold = {c: {i: g for i, g in d.items() if counts.get(i, 0) == 0} for c, d in gains.items()}
+        cold = {c: d for c, d in cold.items() if d}
+        want_cold = ranking.mean_metrics(lists, cold, (10,), counts, 9, vecs, 60)
+        row = got[(got[S.METRIC] == "recall") & (got[S.K] == 10) & (got[S.SLICE] == SLICE_COLD)]
+        assert float(row[S.VALUE].iloc[0]) == pytest.approx(want_cold[("recall", 10)])
+        assert int(row[S.CUSTOMERS].iloc[0]) == len(cold)
+    pairs = spark.sparkContext.parallelize([(lists[c], list(truth[c])) for c in sorted(truth)])
+    rm = RankingMetrics(pairs)
+    binary = ranking.mean_metrics(lists, {c: {i: 1.0 for i in d} for c, d in truth.items()}, (3, 10), counts, 9,
+                                  vecs, 60)
+    for k in (3, 10):
+        assert binary[("ndcg", k)] == pytest.approx(rm.ndcgAt(k), rel=1e-9)
+        assert binary[("precision", k)] == pytest.approx(rm.precisionAt(k), rel=1e-9)
+        assert binary[("recall", k)] == pytest.approx(rm.recallAt(k), rel=1e-9)
+        assert binary[("map", k)] == pytest.approx(rm.meanAveragePrecisionAt(k), rel=1e-9)
+
+
+# ---- the evaluate stage end to end on the small demo crawl -----------------------------------------
+@pytest.fixture(scope="module")
+def evaluated(spark: SparkSession, make_cfg: Callable[..., Config], demo_crawl: DemoCrawl,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, EvaluateReport]:
+    from hybridrec.embed import run_embed
+    from hybridrec.ingest import run_ingest
+
+    cfg = make_cfg(f"input.crawl_dir={demo_crawl.crawl_dir}", f"input.ratings_path={demo_crawl.ratings_path}",
+                   "embed.backbones=[{name: vgg19, weights: random}]", "embed.input_size=32",
+                   "similarity.blocks=labelled", "similarity.top_k=10", "similarity.block_size=40",
+                   "evaluate.ks=[5, 10]", "evaluate.min_ratings=4", "evaluate.als_iterations=3", "evaluate.als_rank=8",
+                   f"evaluate.report_dir={tmp_path_factory.mktemp('reports')}", "run.id=e1")
+    run_ingest(spark, cfg)
+    run_embed(spark, cfg)
+    return cfg, run_evaluate(spark, cfg)
+
+
+def test_evaluation_table_holds_every_model_metric_and_cut_off(spark: SparkSession,
+                                                               evaluated: tuple[Config, EvaluateReport]) -> None:
+    cfg, report = evaluated
+    table = spark.table(cfg.table(S.EVALUATION))
+    assert [f.name for f in table.schema.fields] == [f.name for f in S.EVALUATION_SCHEMA.fields]
+    assert all(f.metadata.get("comment") for f in table.schema.fields)
+    rows = table.filter(F.col(S.RUN_ID) == "e1").toPandas()
+    assert len(rows) == len(report.table)
+    allrows = rows[rows[S.SLICE] == SLICE_ALL]
+    assert set(allrows[S.MODEL]) == set(cfg.evaluate.models)
+    assert set(allrows[S.METRIC]) == set(ranking.METRICS) and set(allrows[S.K]) == {5, 10}
+    assert len(allrows) == len(cfg.evaluate.models) * len(ranking.METRICS) * 2
+    assert rows[S.VALUE].between(0, 100).all()
+    acc = allrows[allrows[S.METRIC].isin(["ndcg", "precision", "recall", "map", "hit_rate", "coverage"])]
+    assert acc[S.VALUE].between(0, 1).all()
+    # the rating-based models learn something on the demo's genre tastes: they beat random
+    knn = allrows[(allrows[S.MODEL] == "item_knn") & (allrows[S.METRIC] == "hit_rate") & (allrows[S.K] == 10)]
+    assert float(knn[S.VALUE].iloc[0]) > 0.2
+    # a rerun of a run writes the same rows and no new version; another run adds its own rows
+    popular = Config(**{**cfg.__dict__, "evaluate": replace(cfg.evaluate, models=["popular"]),
+                        "run": replace(cfg.run, id="e2")})
+    run_evaluate(spark, popular)
+    version = spark.sql(f"DESCRIBE HISTORY {cfg.table(S.EVALUATION)}").first()["version"]
+    run_evaluate(spark, popular)
+    assert spark.sql(f"DESCRIBE HISTORY {cfg.table(S.EVALUATION)}").first()["version"] == version
+    assert table.filter(F.col(S.RUN_ID) == "e1").count() == len(report.table)
+
+
+def test_models_see_only_the_training_part(spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
+    from hybridrec.evaluate_models import ModelInputs, neighbors_for, recommend_with
+
+    cfg, report = evaluated
+    ratings = spark.table(cfg.table(S.RATINGS)).select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
+    split = split_ratings(ratings, cfg.evaluate)
+    train = split.filter(F.col(PART) == TRAIN).drop(PART)
+    test = split.filter(F.col(PART) == TEST).drop(PART).toPandas()
+    truth = relevant_truth(split.filter(F.col(PART) == TEST).drop(PART), cfg.evaluate.relevant_threshold)
+    inputs = ModelInputs(train=train, customers=truth.select(S.CUSTOMER_ID), n=10)
+    # item-kNN similarities are exactly those of the training rows: held-out ratings never count
+    train_rows = [(int(r[0]), int(r[1]), float(r[2]), r[3].timestamp()) for r in train.collect()]
+    sc = cfg.similarity
+    want = reference_rating_neighbors(train_rows, RatingSimParams(sc.top_k, sc.rating_min_support,
+                                                                  sc.rating_max_history))
+    got = neighbors_for(spark, cfg, "item_knn", inputs).toPandas()
+    assert len(got) == sum(len(v) for v in want.values())
+    for item, lst in list(want.items())[:20]:
+        mine = got[got[S.ITEM_ID] == item].sort_values(S.RANK)
+        np.testing.assert_allclose(mine[S.SIMILARITY], [s for _, s, _ in lst], rtol=1e-9)
+    trained = train.toPandas()
+    rated = set(zip(trained[S.CUSTOMER_ID], trained[S.ITEM_ID]))
+    held = set(zip(test[S.CUSTOMER_ID], test[S.ITEM_ID]))
+    for model in ("popular", "als", "hybrid_rating"):
+        recs = recommend_with(spark, cfg, model, inputs).toPandas()
+        pairs = set(zip(recs[S.CUSTOMER_ID], recs[S.ITEM_ID]))
+        assert not pairs & rated, model  # never an item rated in training
+        assert (recs.groupby(S.CUSTOMER_ID)[S.RANK].apply(lambda r: sorted(r) == list(range(1, len(r) + 1)))).all()
+    assert report.test_ratings == len(held)
+
+
+def test_report_has_the_table_plots_and_a_self_contained_html(evaluated: tuple[Config, EvaluateReport]) -> None:
+    cfg, report = evaluated
+    md = Path(report.report_path)
+    text = md.read_text()
+    assert "| model | ndcg@10" in text and "hybrid_rating" in text
+    for name in ("ndcg_at_10.png", "coverage_at_10.png", "genre_distribution.png"):
+        assert (md.parent / name).stat().st_size > 1000, name
+    html = (md.parent / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len([p for p in md.parent.glob("*.png")])
+    assert "\n".join(report.lines()).count("| ") >= len(cfg.evaluate.models)
+
+
+def test_similarity_stage_blends_ratings_so_items_without_posters_get_neighbours(
+        spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
+    from hybridrec.similarity import run_similarity
+
+    cfg, _ = evaluated
+    # two rated items lose their poster vectors (the last test of the module: the tables are its own)
+    lost = [r[0] for r in spark.table(cfg.table(S.RATINGS)).groupBy(S.ITEM_ID).count()
+            .orderBy(F.desc("count"), S.ITEM_ID).limit(2).collect()]
+    spark.sql(f"DELETE FROM {cfg.table(S.ITEM_EMBEDDINGS)} WHERE {S.ITEM_ID} IN ({lost[0]}, {lost[1]})")
+    blended = Config(**{**cfg.__dict__, "similarity": replace(cfg.similarity, rating_weight=0.5),
+                        "run": replace(cfg.run, id="blend1")})
+    report = run_similarity(spark, blended)
+    got = spark.table(cfg.table(S.ITEM_NEIGHBORS)).filter(F.col(S.RUN_ID) == "blend1")
+    embedded = spark.table(cfg.table(S.ITEM_EMBEDDINGS)).select(S.ITEM_ID)
+    rated = spark.table(cfg.table(S.RATINGS)).select(S.ITEM_ID).distinct()
+    no_poster = rated.join(embedded, S.ITEM_ID, "left_anti")
+    assert {r[0] for r in no_poster.collect()} >= set(lost)
+    served = got.join(no_poster, S.ITEM_ID, "left_semi")
+    assert {r[0] for r in served.select(S.ITEM_ID).distinct().collect()} >= set(lost)
+    assert served.filter(F.size(S.SHARED_GENRES) > 0).isEmpty()  # found by ratings only
+    # items with a poster and no rating keep their image neighbours
+    unrated = embedded.join(rated, S.ITEM_ID, "left_anti")
+    if unrated.count():
+        assert got.join(unrated, S.ITEM_ID, "left_semi").count() > 0
+    assert report.rows == got.count() and got.groupBy(S.ITEM_ID).count().filter("count > 10").isEmpty()
