@@ -170,6 +170,7 @@ class SimilarityConf:
     max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
     top_k: int = 50
     block_size: int = 2000  # no task holds more than block_size^2 scores
+    broadcast_max_mb: int = 1024  # vectors up to this size are broadcast to item-chunk tasks; larger: sub-block joins
     # Blend with rating-based item-item cosine: s = w * n / (n + shrinkage) * rating_cos + (1 - w) * image_sim,
     # w = rating_weight, n = the pair's co-raters; a missing side counts 0 (w = 0: image only, the paper)
     rating_weight: float = 0.0

@@ -57,6 +57,9 @@ def local_spark_conf(cfg: Config) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": "4",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Python workers import hybridrec from where the driver did (this clone's lib/), not from
+        # whichever clone last made the shared virtualenv's editable install.
+        "spark.executorEnv.PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     conf.update(cfg.spark.conf)
     return conf

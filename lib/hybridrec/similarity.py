@@ -12,7 +12,7 @@ shared categories, and cut to the top-K by (similarity desc, neighbour id asc).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ class SimilarityParams:
     top_k: int = 50
     block_size: int = 2000
     max_distance: float | None = None
+    broadcast_max_mb: int = 1024  # vectors up to this size are broadcast (item-chunk tasks); larger: joins
 
 
 # ---- the per-task kernel (pure numpy; also the building block of the reference) -----------
@@ -185,7 +186,148 @@ def top_neighbors(cands: DataFrame, top_k: int) -> DataFrame:
 def item_neighbors(spark: SparkSession, vectors: DataFrame, memberships: DataFrame,
                    params: SimilarityParams) -> DataFrame:
     """(item_id, vector) + (item_id, block) -> (item_id, neighbor_id, similarity, shared_genres, rank)."""
-    return top_neighbors(candidates(spark, vectors, memberships, params)[0], params.top_k)
+    return item_neighbors_with_tasks(spark, vectors, memberships, params)[0]
+
+
+def item_neighbors_with_tasks(spark: SparkSession, vectors: DataFrame, memberships: DataFrame,
+                              params: SimilarityParams) -> tuple[DataFrame, int]:
+    """The neighbours and the number of tasks: the broadcast item-chunk path when the vectors fit
+    ``broadcast_max_mb``, else the sub-block pair join path."""
+    if fits_broadcast(vectors, params):
+        members = memberships.join(vectors.select(S.ITEM_ID), S.ITEM_ID, "left_semi")
+        return broadcast_neighbors(spark, collect_catalogue(vectors, members, params.measure), params)
+    cands, n_pairs = candidates(spark, vectors, memberships, params)
+    return top_neighbors(cands, params.top_k), n_pairs
+
+
+# ---- broadcast path: every task owns a chunk of items and searches all of their blocks --------
+@dataclass(frozen=True)
+class Catalogue:
+    """Every vector (rows sorted by item id; unit-norm for cosine) and the block memberships, as
+    broadcast to each executor once."""
+
+    ids: np.ndarray
+    matrix: np.ndarray  # float32 (items, dims)
+    block_rows: dict[str, np.ndarray]  # block -> sorted row indices
+    row_blocks: list[tuple[str, ...]]  # row -> its blocks, sorted
+
+    @classmethod
+    def build(cls, ids: np.ndarray, matrix: np.ndarray, member_ids: np.ndarray, member_blocks: np.ndarray,
+              measure: str) -> "Catalogue":
+        order = np.argsort(ids, kind="stable")
+        ids, matrix = ids[order], matrix[order].astype(np.float32)
+        if measure == "cosine":
+            matrix = normalise(matrix).astype(np.float32)
+        rows = np.searchsorted(ids, member_ids)
+        ok = (rows < len(ids)) & (ids[np.minimum(rows, len(ids) - 1)] == member_ids)
+        blocks: dict[str, list[int]] = {}
+        per_row: list[set[str]] = [set() for _ in range(len(ids))]
+        for r, b in zip(rows[ok].tolist(), member_blocks[ok].tolist()):
+            if b not in per_row[r]:
+                per_row[r].add(b)
+                blocks.setdefault(b, []).append(r)
+        return cls(ids, matrix, {b: np.array(sorted(rs), dtype=np.int64) for b, rs in blocks.items()},
+                   [tuple(sorted(x)) for x in per_row])
+
+    def member_rows(self) -> np.ndarray:
+        return np.array([r for r, bs in enumerate(self.row_blocks) if bs], dtype=np.int64)
+
+
+def block_products(left: np.ndarray, block: np.ndarray, block_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (left rows, right rows) products that cover ``left`` x ``block``: at most block_size^2 each."""
+    for lo in range(0, len(left), block_size):
+        for ro in range(0, len(block), block_size):
+            yield left[lo:lo + block_size], block[ro:ro + block_size]
+
+
+def _prune(i: np.ndarray, j: np.ndarray, s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (i, j) pairs, then per i every j whose similarity reaches i's k-th largest (ties kept)."""
+    if len(i) == 0:
+        return i, j, s
+    key = i * (int(j.max()) + 1) + j
+    _, first = np.unique(key, return_index=True)
+    i, j, s = i[first], j[first], s[first]
+    order = np.lexsort((-s, i))
+    i, j, s = i[order], j[order], s[order]
+    start = np.searchsorted(i, i, side="left")
+    pos = np.arange(len(i)) - start
+    kth = np.full(len(i), -np.inf)
+    at_k = pos == k - 1
+    kth_of_group = dict(zip(i[at_k].tolist(), s[at_k].tolist()))
+    if kth_of_group:
+        kth = np.array([kth_of_group.get(x, -np.inf) for x in i.tolist()])
+    keep = s >= kth
+    return i[keep], j[keep], s[keep]
+
+
+def chunk_neighbors(rows: np.ndarray, cat: Catalogue, params: SimilarityParams) -> pd.DataFrame:
+    """Final top-K of the items at ``rows`` over every block they belong to: (item_id, neighbor_id,
+    similarity, shared_genres, rank), each pair once with the blocks both items share."""
+    acc_i, acc_j, acc_s = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    blocks = sorted({b for r in rows.tolist() for b in cat.row_blocks[r]})
+    for b in blocks:
+        members = cat.block_rows[b]
+        left = np.intersect1d(rows, members)
+        for lrows, rrows in block_products(left, members, params.block_size):
+            if params.measure == "cosine":
+                sim = cat.matrix[lrows] @ cat.matrix[rrows].T
+                dist = 1.0 - sim
+            else:
+                sim, dist = pair_scores(cat.matrix[lrows], cat.matrix[rrows], params.measure)
+            li, rj, sv = topk_candidates(lrows, rrows, sim, dist, params.top_k, params.max_distance)
+            acc_i, acc_j, acc_s = _prune(np.concatenate([acc_i, li]), np.concatenate([acc_j, rj]),
+                                         np.concatenate([acc_s, sv]), params.top_k)
+    if len(acc_i) == 0:
+        return pd.DataFrame({S.ITEM_ID: [], S.NEIGHBOR_ID: [], S.SIMILARITY: [], S.SHARED_GENRES: [], S.RANK: []})
+    ids = cat.ids
+    order = np.lexsort((ids[acc_j], -acc_s, acc_i))
+    i, j, s = acc_i[order], acc_j[order], acc_s[order]
+    rank = np.arange(len(i)) - np.searchsorted(i, i, side="left") + 1
+    keep = rank <= params.top_k
+    i, j, s, rank = i[keep], j[keep], s[keep], rank[keep]
+    shared = [sorted(set(cat.row_blocks[a]) & set(cat.row_blocks[c])) for a, c in zip(i.tolist(), j.tolist())]
+    return pd.DataFrame({S.ITEM_ID: ids[i], S.NEIGHBOR_ID: ids[j], S.SIMILARITY: s.astype(np.float64),
+                         S.SHARED_GENRES: shared, S.RANK: rank.astype(np.int32)})
+
+
+NEIGHBOR_SCHEMA = (f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, "
+                   f"{S.SHARED_GENRES} array<string>, {S.RANK} int")
+
+
+def broadcast_neighbors(spark: SparkSession, cat: Catalogue, params: SimilarityParams) -> tuple[DataFrame, int]:
+    """One task per chunk of ``block_size`` items (by item id), each on its own partition, the
+    catalogue broadcast once per executor; tasks emit final rows, so nothing is shuffled."""
+    rows = cat.member_rows()
+    chunks = [rows[lo:lo + params.block_size] for lo in range(0, len(rows), params.block_size)]
+    n = max(len(chunks), 1)
+    b_cat = spark.sparkContext.broadcast(cat)
+    b_chunks = spark.sparkContext.broadcast(chunks)
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            for t in pdf["id"].tolist():
+                yield chunk_neighbors(b_chunks.value[int(t)], b_cat.value, params)
+
+    tasks = spark.range(0, len(chunks), 1, numPartitions=n)  # range splits evenly: one chunk per partition
+    return tasks.mapInPandas(run, NEIGHBOR_SCHEMA), len(chunks)  # type: ignore[arg-type]
+
+
+def collect_catalogue(vectors: DataFrame, memberships: DataFrame, measure: str) -> Catalogue:
+    v = cast(pd.DataFrame, vectors.select(S.ITEM_ID, S.VECTOR).toPandas())
+    m = cast(pd.DataFrame, memberships.select(S.ITEM_ID, BLOCK).toPandas())
+    matrix = np.stack(v[S.VECTOR].to_numpy()).astype(np.float32) if len(v) else np.zeros((0, 1), np.float32)
+    return Catalogue.build(v[S.ITEM_ID].to_numpy(np.int64), matrix, m[S.ITEM_ID].to_numpy(np.int64),
+                           m[BLOCK].to_numpy(object), measure)
+
+
+def fits_broadcast(vectors: DataFrame, params: SimilarityParams) -> bool:
+    """Whether the vectors (items x dims float32) are within ``broadcast_max_mb``."""
+    if params.broadcast_max_mb <= 0:
+        return False
+    first = vectors.select(F.size(S.VECTOR).alias("d")).first()
+    if first is None:
+        return True
+    return vectors.count() * int(first["d"]) * 4 <= params.broadcast_max_mb * 1024 * 1024
 
 
 # ---- the numpy reference (used by tests and the benchmark) -----------------------------------
@@ -222,12 +364,12 @@ class SimilarityReport:
     run_id: str
     items: int = 0
     blocks: int = 0
-    sub_block_pairs: int = 0
+    tasks: int = 0  # item-chunk tasks (broadcast path) or sub-block pair tasks (join path)
     rows: int = 0
     items_with_neighbors: int = 0
 
     def lines(self) -> list[str]:
-        return [f"{self.items} items in {self.blocks} category blocks, {self.sub_block_pairs} sub-block pairs; "
+        return [f"{self.items} items in {self.blocks} category blocks, {self.tasks} similarity tasks; "
                 f"{self.rows} neighbour rows for {self.items_with_neighbors} items"]
 
 
@@ -274,14 +416,14 @@ def image_neighbors(spark: SparkSession, cfg: "Config", report: SimilarityReport
     """Poster neighbours of every item within its blocks (conf ``similarity.blocks`` unless given):
     (item_id, neighbor_id, similarity, shared_genres, rank); fills the report's counts."""
     sc = cfg.similarity
-    params = SimilarityParams(sc.measure, sc.top_k, sc.block_size, sc.max_distance)
+    params = SimilarityParams(sc.measure, sc.top_k, sc.block_size, sc.max_distance, sc.broadcast_max_mb)
     vectors = stage_vectors(spark, cfg)
     memberships = stage_memberships(spark, cfg, blocks or sc.blocks)
     members = memberships.join(vectors.select(S.ITEM_ID), S.ITEM_ID, "left_semi").localCheckpoint(eager=True)
     report.items = members.select(S.ITEM_ID).distinct().count()
     report.blocks = members.select(BLOCK).distinct().count()
-    cands, report.sub_block_pairs = candidates(spark, vectors, members, params)
-    return top_neighbors(cands, params.top_k)
+    neighbors, report.tasks = item_neighbors_with_tasks(spark, vectors, members, params)
+    return neighbors
 
 
 def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:

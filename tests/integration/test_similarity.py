@@ -1,6 +1,7 @@
 """Parity of the blocked Spark similarity with a numpy brute force over the same blocks."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -43,6 +44,17 @@ def to_frames(spark: SparkSession, vectors: dict[int, np.ndarray], members: dict
 
 def spark_result(spark: SparkSession, vectors: dict, members: dict, params: SimilarityParams
                  ) -> dict[int, list[tuple[int, float, list[str]]]]:
+    """Both execution paths (broadcast item-chunk tasks and sub-block pair joins) must give the same."""
+    broadcast = spark_result_of(spark, vectors, members, params)
+    joins = spark_result_of(spark, vectors, members, replace(params, broadcast_max_mb=0))
+    assert broadcast.keys() == joins.keys()
+    for item in broadcast:
+        assert [n for n, _, _ in broadcast[item]] == [n for n, _, _ in joins[item]], item
+    return broadcast
+
+
+def spark_result_of(spark: SparkSession, vectors: dict, members: dict, params: SimilarityParams
+                    ) -> dict[int, list[tuple[int, float, list[str]]]]:
     v, m = to_frames(spark, vectors, members)
     rows = item_neighbors(spark, v, m, params).collect()
     out: dict[int, list[tuple[int, int, float, list[str]]]] = {}
@@ -101,6 +113,18 @@ def test_one_sub_block_pair_per_partition(spark: SparkSession) -> None:
     # the biggest task holds at most block_size x block_size scores
     sizes = tasks.groupBy(PAIR, "side").count().collect()
     assert max(r["count"] for r in sizes) <= 6
+    # broadcast path: one item chunk per partition, every product within block_size x block_size
+    from hybridrec.similarity import block_products, broadcast_neighbors, collect_catalogue
+
+    params = SimilarityParams("cosine", top_k=5, block_size=6)
+    cat = collect_catalogue(v, m, "cosine")
+    out, n_tasks = broadcast_neighbors(spark, cat, params)
+    assert n_tasks == -(-len(cat.member_rows()) // 6)
+    per_partition = out.groupBy(F.spark_partition_id().alias("p")).agg(F.countDistinct(S.ITEM_ID).alias("n")).collect()
+    assert len(per_partition) == n_tasks and all(r["n"] <= 6 for r in per_partition)
+    for block, rows in cat.block_rows.items():
+        for left, right in block_products(rows[:6], rows, 6):
+            assert len(left) * len(right) <= 36
 
 
 def test_similarity_stage_writes_item_neighbors(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
@@ -129,7 +153,7 @@ def test_similarity_stage_writes_item_neighbors(spark: SparkSession, make_cfg: C
     report = run_similarity(spark, cfg)
     params = SimilarityParams("cosine", top_k=3, block_size=5)
     want = reference_neighbors(vectors, members, params)
-    assert report.rows == sum(len(v) for v in want.values()) and report.sub_block_pairs > 4
+    assert report.rows == sum(len(v) for v in want.values()) and report.tasks > 4
     table = spark.table(cfg.table(S.ITEM_NEIGHBORS))
     assert table.schema.fieldNames() == S.ITEM_NEIGHBORS_SCHEMA.fieldNames()
     assert table.filter("run_id = 's1'").count() == report.rows

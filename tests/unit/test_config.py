@@ -100,3 +100,13 @@ def test_local_session_conf_is_embedded_delta(tmp_path: Path) -> None:
     assert f"databaseName={tmp_path / 'metastore_db'}" in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
     assert conf["spark.jars.packages"] == ",".join(delta_maven_coordinates())
     assert conf["spark.sql.shuffle.partitions"] == "3"  # conf wins over defaults, locally
+
+
+def test_local_python_workers_import_this_checkout() -> None:
+    """Two clones share one virtualenv (its editable install follows the last bootstrapped clone):
+    the workers must still run the driver's code."""
+    import hybridrec
+    from hybridrec.session import local_spark_conf
+
+    conf = local_spark_conf(load_config(LOCAL))
+    assert conf["spark.executorEnv.PYTHONPATH"] == str(Path(hybridrec.__file__).resolve().parents[1])
