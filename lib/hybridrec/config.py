@@ -181,22 +181,26 @@ class SimilarityConf:
 
 # popular: most rated in training; item_knn: rating cosine; als: Spark ALS (implicit); visual: poster
 # neighbours without category blocks; hybrid: the paper's (poster neighbours within categories);
-# hybrid_rating: hybrid blended with rating cosine (evaluate.blend_*)
-EVAL_MODELS = ("popular", "item_knn", "als", "visual", "hybrid", "hybrid_rating")
+# hybrid_rating: hybrid blended with rating cosine (evaluate.blend_*); random: seeded random order;
+# genre_affinity: items scored by the customer's share of liked ratings in each of their genres
+EVAL_MODELS = ("popular", "item_knn", "als", "visual", "hybrid", "hybrid_rating", "random", "genre_affinity")
 
 
 @dataclass(frozen=True)
 class EvaluateConf:
     """Offline evaluation: split each customer's ratings, score the training part, rank held-out items."""
 
-    split: str = "temporal"  # temporal (latest ratings held out) | random (seeded)
+    # temporal (each customer's latest ratings held out) | random (seeded) | new_items (every rating of
+    # a seeded new_item_fraction of the items held out; models rank only those items)
+    split: str = "temporal"
+    new_item_fraction: float = 0.15
     holdout_fraction: float = 0.2  # of each customer's ratings (at least one)
     holdout_last: int = 0  # > 0: hold out each customer's last k ratings instead of a fraction
     min_ratings: int = 5  # customers with fewer ratings stay wholly in training
     relevant_threshold: float = 4.0  # held-out ratings >= this are relevant
     gain: str = "graded"  # nDCG gain: graded (the held-out rating) | binary
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    models: list[str] = field(default_factory=lambda: list(EVAL_MODELS))
+    models: list[str] = field(default_factory=lambda: list(EVAL_MODELS[:6]))
     blend_weight: float = 0.5  # hybrid_rating: the rating blend's weight (see similarity.rating_weight)
     blend_shrinkage: float = 0.0
     als_rank: int = 32
@@ -448,8 +452,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise UserError(f"{conf_path}: config keys 'similarity.rating_weight' in [0, 1] and "
                         "'similarity.rating_shrinkage' >= 0")
     ev = cfg.evaluate
-    if ev.split not in ("temporal", "random"):
-        raise UserError(f"{conf_path}: config key 'evaluate.split' must be temporal or random, got '{ev.split}'")
+    if ev.split not in ("temporal", "random", "new_items"):
+        raise UserError(f"{conf_path}: config key 'evaluate.split' must be temporal, random or new_items, "
+                        f"got '{ev.split}'")
+    if not 0 < ev.new_item_fraction < 1:
+        raise UserError(f"{conf_path}: config key 'evaluate.new_item_fraction' must be in (0, 1)")
     if ev.gain not in ("graded", "binary"):
         raise UserError(f"{conf_path}: config key 'evaluate.gain' must be graded or binary, got '{ev.gain}'")
     if not 0 < ev.holdout_fraction < 1 or ev.holdout_last < 0 or ev.min_ratings < 2:

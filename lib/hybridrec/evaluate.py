@@ -4,7 +4,9 @@ the training part only, rank the held-out part, and compare models through one m
 * **Split** (:func:`split_ratings`): per customer with at least ``min_ratings`` ratings, the latest
   ``holdout_fraction`` (at least one, never all) or the last ``holdout_last`` ratings by timestamp
   (ties: the larger item id is later) are held out; ``split: random`` holds out a seeded hash
-  sample instead. Customers with fewer ratings stay wholly in training.
+  sample instead. Customers with fewer ratings stay wholly in training. ``split: new_items``
+  holds out every rating of a seeded ``new_item_fraction`` of the items, and every model ranks
+  only those items (the new-item protocol: nobody rated them in training).
 * **Evaluated customers**: those with at least one relevant held-out rating (>= ``relevant_threshold``).
   Candidates are every item the customer did not rate in training.
 * **Models**: see :mod:`hybridrec.evaluate_models`; each returns the top max(ks) per customer.
@@ -36,8 +38,21 @@ SLICE_COLD = "cold_start"
 EVAL_COLUMNS = [S.RUN_ID, S.MODEL, S.METRIC, S.K, S.SLICE, S.VALUE, S.CUSTOMERS]
 
 
+def new_items(ratings: DataFrame, ec: EvaluateConf) -> DataFrame:
+    """(item_id): a seeded ``new_item_fraction`` of the rated items (by a hash of id and seed)."""
+    items = ratings.select(S.ITEM_ID).distinct()
+    n = items.count()
+    hidden = int(np.ceil(ec.new_item_fraction * n))
+    return items.orderBy(F.xxhash64(S.ITEM_ID, F.lit(ec.seed)), S.ITEM_ID).limit(hidden)
+
+
 def split_ratings(ratings: DataFrame, ec: EvaluateConf) -> DataFrame:
     """Ratings with a ``part`` column: ``train`` or ``test`` (see the module doc)."""
+    if ec.split == "new_items":
+        hidden = new_items(ratings, ec).withColumn("_hidden", F.lit(True))
+        return ratings.join(F.broadcast(hidden), S.ITEM_ID, "left").withColumn(
+            PART, F.when(F.col("_hidden"), F.lit(TEST)).otherwise(F.lit(TRAIN))).drop("_hidden") \
+            .select(*ratings.columns, PART)
     n = F.count(F.lit(1)).over(Window.partitionBy(S.CUSTOMER_ID))
     if ec.split == "temporal":
         order = Window.partitionBy(S.CUSTOMER_ID).orderBy(F.desc(S.TIMESTAMP), F.desc(S.ITEM_ID))
@@ -196,7 +211,8 @@ def run_evaluate(spark: SparkSession, cfg: Config) -> EvaluateReport:
     ctx = MetricContext(tuple(ec.ks), ec.gain, counts, train.select(S.CUSTOMER_ID).distinct().count(),
                         unit_vectors(spark, cfg))
     catalogue = spark.table(ensure_table(spark, cfg, S.ITEMS)).count()
-    inputs = ModelInputs(train=train, customers=truth.select(S.CUSTOMER_ID), n=max(ec.ks))
+    candidates = test.select(S.ITEM_ID).distinct() if ec.split == "new_items" else None
+    inputs = ModelInputs(train=train, customers=truth.select(S.CUSTOMER_ID), n=max(ec.ks), candidates=candidates)
     frames = []
     for model in ec.models:
         started = time.perf_counter()

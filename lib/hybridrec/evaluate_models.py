@@ -10,6 +10,11 @@ customer rated in training.
 * ``hybrid``: the paper's method - poster neighbours within the configured categories (this run's
   ``item_neighbors`` when the similarity stage wrote image-only ones).
 * ``hybrid_rating``: hybrid blended with rating cosine (``evaluate.blend_weight`` / ``blend_shrinkage``).
+* ``random``: a seeded random order (a floor); ``genre_affinity``: each item scores the customer's
+  share of liked training ratings in the item's genres (the floor of the new-item protocol).
+
+With ``candidates`` (the new-item protocol) every model ranks only those items: dense models are
+restricted to them, neighbour models keep only neighbours among them and serve no fallback.
 
 Neighbour models go through :func:`hybridrec.recommend.recommend` exactly as the recommend stage
 does (with its labelled popularity fallback for customers left without candidates).
@@ -37,6 +42,7 @@ class ModelInputs:
     train: DataFrame  # customer_id, item_id, rating, timestamp (the training part only)
     customers: DataFrame  # customer_id of the evaluated customers
     n: int  # list length
+    candidates: DataFrame | None = None  # item_id: rank only these (the new-item protocol); None = every item
     cache: dict[str, DataFrame] = field(default_factory=dict)
 
 
@@ -48,19 +54,31 @@ class DenseModel:
     item_factors: np.ndarray  # (items, f)
     user_ids: np.ndarray | None = None  # sorted; None = every customer has factor 1
     user_factors: np.ndarray | None = None
+    random_seed: int | None = None  # set: scores are a seeded hash of (customer, item) instead
+
+    def restricted(self, keep: np.ndarray) -> "DenseModel":
+        """The same model over the items of ``keep`` only."""
+        mask = np.isin(self.item_ids, keep)
+        return DenseModel(self.item_ids[mask], self.item_factors[mask], self.user_ids, self.user_factors,
+                          self.random_seed)
 
 
 def dense_top_n(customers: np.ndarray, items: np.ndarray, model: DenseModel, n: int) -> pd.DataFrame:
     """Top-n unrated items per customer of one batch, ties by smaller item id."""
     cust_ids, crow = np.unique(customers, return_inverse=True)
     n_items = len(model.item_ids)
+    if n_items == 0:  # e.g. popularity restricted to items nobody rated
+        return pd.DataFrame({S.CUSTOMER_ID: np.zeros(0, np.int64), S.RANK: np.zeros(0, np.int32),
+                             S.ITEM_ID: np.zeros(0, np.int64), S.SCORE: np.zeros(0)})
     col = np.searchsorted(model.item_ids, items)
     known = (col < n_items) & (model.item_ids[np.minimum(col, n_items - 1)] == items)
     out = []
     step = max(1, MAX_CELLS // max(n_items, 1))
     for lo in range(0, len(cust_ids), step):
         hi = min(lo + step, len(cust_ids))
-        if model.user_factors is None or model.user_ids is None:
+        if model.random_seed is not None:
+            users = np.zeros((hi - lo, 1))
+        elif model.user_factors is None or model.user_ids is None:
             users = np.ones((hi - lo, 1))
         else:
             pos = np.searchsorted(model.user_ids, cust_ids[lo:hi])
@@ -68,6 +86,8 @@ def dense_top_n(customers: np.ndarray, items: np.ndarray, model: DenseModel, n: 
             found = (pos < len(model.user_ids)) & (model.user_ids[pos_c] == cust_ids[lo:hi])
             users = np.where(found[:, None], model.user_factors[pos_c], 0.0)
         scores = users @ model.item_factors.T
+        if model.random_seed is not None:
+            scores = _hash_scores(cust_ids[lo:hi], model.item_ids, model.random_seed)
         sel = known & (crow >= lo) & (crow < hi)
         scores[crow[sel] - lo, col[sel]] = -np.inf
         order = np.lexsort((np.broadcast_to(np.arange(n_items), scores.shape), -scores), axis=-1)[:, :n]
@@ -75,9 +95,17 @@ def dense_top_n(customers: np.ndarray, items: np.ndarray, model: DenseModel, n: 
         r, c = np.nonzero(np.isfinite(top))
         out.append(pd.DataFrame({S.CUSTOMER_ID: cust_ids[lo + r], S.RANK: (c + 1).astype(np.int32),
                                  S.ITEM_ID: model.item_ids[order[r, c]], S.SCORE: top[r, c]}))
-    if not out:
-        return pd.DataFrame({S.CUSTOMER_ID: [], S.RANK: [], S.ITEM_ID: [], S.SCORE: []})
     return pd.concat(out, ignore_index=True)
+
+
+def _hash_scores(customers: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded pseudo-random score in [0, 1) per (customer, item), the same in every task."""
+    x = (customers.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15)
+         ^ items.astype(np.uint64)[None, :] * np.uint64(0xC2B2AE3D27D4EB4F) ^ np.uint64(seed * 0x165667B1 + 1))
+    x ^= x >> np.uint64(31)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(29)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def dense_recommend(spark: SparkSession, ratings: DataFrame, model: DenseModel, n: int, partitions: int = 0,
@@ -121,6 +149,34 @@ def als_model(train: DataFrame, cfg: Config) -> DenseModel:
     users = cast(pd.DataFrame, fitted.userFactors.orderBy("id").toPandas())
     return DenseModel(items["id"].to_numpy(np.int64), np.stack(items["features"].to_numpy()).astype(np.float64),
                       users["id"].to_numpy(np.int64), np.stack(users["features"].to_numpy()).astype(np.float64))
+
+
+def random_model(train: DataFrame, items: DataFrame, seed: int) -> DenseModel:
+    ids = np.sort(cast(pd.DataFrame, items.select(S.ITEM_ID).toPandas())[S.ITEM_ID].to_numpy(np.int64))
+    return DenseModel(ids, np.zeros((len(ids), 1)), random_seed=seed)
+
+
+def genre_affinity_model(train: DataFrame, items: DataFrame, threshold: float) -> DenseModel:
+    """user factor g = the customer's share of liked training ratings (> threshold) in genre g;
+    item factor g = 1 when the item has genre g: an item scores the customer's share of its genres."""
+    genres = cast(pd.DataFrame, items.select(S.ITEM_ID, S.GENRES).toPandas())
+    names = sorted({g for gs in genres[S.GENRES] for g in (gs if gs is not None else [])})
+    col = {g: i for i, g in enumerate(names)}
+    genres = genres.sort_values(S.ITEM_ID)
+    item_f = np.zeros((len(genres), max(len(names), 1)))
+    for r, gs in enumerate(genres[S.GENRES]):
+        for g in gs if gs is not None else []:
+            item_f[r, col[g]] = 1.0
+    liked = train.filter(F.col(S.RATING) > threshold).join(items.select(S.ITEM_ID, S.GENRES), S.ITEM_ID) \
+        .select(S.CUSTOMER_ID, F.explode(S.GENRES).alias("_g")).groupBy(S.CUSTOMER_ID, "_g").count()
+    shares = cast(pd.DataFrame, liked.toPandas())
+    users = np.sort(shares[S.CUSTOMER_ID].unique().astype(np.int64))
+    user_f = np.zeros((len(users), item_f.shape[1]))
+    if len(shares):
+        user_f[np.searchsorted(users, shares[S.CUSTOMER_ID].to_numpy(np.int64)),
+               shares["_g"].map(col).to_numpy(np.int64)] = shares["count"].to_numpy(np.float64)
+        user_f /= np.maximum(user_f.sum(1, keepdims=True), 1.0)
+    return DenseModel(genres[S.ITEM_ID].to_numpy(np.int64), item_f, users, user_f)
 
 
 def _image(spark: SparkSession, cfg: Config, inputs: ModelInputs, blocks: str | None) -> DataFrame:
@@ -176,16 +232,32 @@ def neighbors_for(spark: SparkSession, cfg: Config, model: str, inputs: ModelInp
 def recommend_with(spark: SparkSession, cfg: Config, model: str, inputs: ModelInputs) -> DataFrame:
     """The model's top-n (customer_id, rank, item_id, score) for the evaluated customers."""
     from hybridrec.recommend import neighbor_matrix, popularity_fallback, recommend
+    from hybridrec.scoring import Fallback
     from hybridrec.tables import ensure_table
 
     rc = cfg.recommend
     history = inputs.train.join(inputs.customers, S.CUSTOMER_ID, "left_semi")
-    if model == "popular":
-        return dense_recommend(spark, history, popularity_model(inputs.train), inputs.n, rc.partitions, rc.batch_rows)
-    if model == "als":
-        return dense_recommend(spark, history, als_model(inputs.train, cfg), inputs.n, rc.partitions, rc.batch_rows)
-    nm = neighbor_matrix(neighbors_for(spark, cfg, model, inputs))
     items = spark.table(ensure_table(spark, cfg, S.ITEMS))
-    recs = recommend(spark, history, nm, popularity_fallback(inputs.train, items), inputs.n, rc.threshold,
-                     rc.partitions, rc.batch_rows)
+    keep = None
+    if inputs.candidates is not None:
+        keep = cast(pd.DataFrame, inputs.candidates.toPandas())[S.ITEM_ID].to_numpy(np.int64)
+    dense = {"popular": lambda: popularity_model(inputs.train), "als": lambda: als_model(inputs.train, cfg),
+             "random": lambda: random_model(inputs.train, items, cfg.evaluate.seed),
+             "genre_affinity": lambda: genre_affinity_model(inputs.train, items, rc.threshold)}
+    if model in dense:
+        dm = dense[model]()
+        dm = dm.restricted(keep) if keep is not None else dm
+        # a customer with no training rating (new-item protocol) still gets a list: one placeholder row
+        absent = inputs.customers.join(history, S.CUSTOMER_ID, "left_anti") \
+            .select(S.CUSTOMER_ID, F.lit(-1).cast("long").alias(S.ITEM_ID))
+        rows = history.select(S.CUSTOMER_ID, S.ITEM_ID).unionByName(absent)
+        return dense_recommend(spark, rows, dm, inputs.n, rc.partitions, rc.batch_rows)
+    neighbors = neighbors_for(spark, cfg, model, inputs)
+    fallback: Fallback | None = popularity_fallback(inputs.train, items)
+    if inputs.candidates is not None:  # only candidates can be recommended: neighbours into them, no fallback
+        neighbors = neighbors.join(inputs.candidates.withColumnRenamed(S.ITEM_ID, S.NEIGHBOR_ID), S.NEIGHBOR_ID,
+                                   "left_semi")
+        fallback = None
+    nm = neighbor_matrix(neighbors)
+    recs = recommend(spark, history, nm, fallback, inputs.n, rc.threshold, rc.partitions, rc.batch_rows)
     return recs.select(S.CUSTOMER_ID, F.col(S.RANK).cast("int").alias(S.RANK), S.ITEM_ID, S.SCORE)

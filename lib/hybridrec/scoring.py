@@ -63,9 +63,9 @@ def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, n
     rating); every customer's ratings must all be in the batch. Returns customer_id, rank,
     item_id, score, because_item_id, source."""
     cust_ids, crow = np.unique(customers, return_inverse=True)
-    col = np.searchsorted(nm.item_ids, items)
-    known = (col < len(nm.item_ids)) & (nm.item_ids[np.minimum(col, len(nm.item_ids) - 1)] == items)
     n_items = len(nm.item_ids)
+    col = np.minimum(np.searchsorted(nm.item_ids, items), max(n_items - 1, 0))
+    known = (nm.item_ids[col] == items) if n_items else np.zeros(len(items), bool)
     liked = known & (ratings > threshold)
     r_liked = sparse.csr_matrix((ratings[liked].astype(np.float64), (crow[liked], col[liked])),
                                 shape=(len(cust_ids), n_items))

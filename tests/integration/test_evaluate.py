@@ -254,3 +254,52 @@ def test_similarity_stage_blends_ratings_so_items_without_posters_get_neighbours
     if unrated.count():
         assert got.join(unrated, S.ITEM_ID, "left_semi").count() > 0
     assert report.rows == got.count() and got.groupBy(S.ITEM_ID).count().filter("count > 10").isEmpty()
+
+
+def test_analyst_views_answer_sql(spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
+    from hybridrec.views import VIEWS, create_views
+
+    cfg, report = evaluated
+    names = create_views(spark, cfg)
+    assert [n.split(".")[-1].strip("`") for n in names] == list(VIEWS)
+    stats = spark.table(cfg.table("genre_stats")).toPandas()
+    items = spark.table(cfg.table(S.ITEMS)).select(F.explode(S.GENRES).alias("g")).groupBy("g").count().toPandas()
+    assert dict(zip(stats[S.GENRE], stats["movies"])) == dict(zip(items["g"], items["count"]))
+    assert stats["ratings"].sum() >= spark.table(cfg.table(S.RATINGS)).count()  # multi-genre items count per genre
+    latest = spark.table(cfg.table("evaluation_latest")).select(S.RUN_ID).distinct().collect()
+    assert len(latest) == 1
+    for name in names:
+        comment = [r for r in spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect() if r[0] == "Comment"]
+        assert comment and comment[0][1], name
+
+
+def test_new_item_protocol_ranks_only_hidden_items(spark: SparkSession, evaluated: tuple[Config, EvaluateReport]
+                                                   ) -> None:
+    from hybridrec.evaluate import new_items
+    from hybridrec.evaluate_models import ModelInputs, recommend_with
+
+    cfg, _ = evaluated
+    ec = replace(cfg.evaluate, split="new_items", new_item_fraction=0.3, seed=2)
+    ratings = spark.table(cfg.table(S.RATINGS)).select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
+    hidden = {r[0] for r in new_items(ratings, ec).collect()}
+    n_rated = ratings.select(S.ITEM_ID).distinct().count()
+    assert len(hidden) == int(np.ceil(0.3 * n_rated))
+    split = split_ratings(ratings, ec)
+    train = split.filter(F.col(PART) == TRAIN).drop(PART)
+    assert train.filter(F.col(S.ITEM_ID).isin(list(hidden))).isEmpty()  # nobody rated them in training
+    test = split.filter(F.col(PART) == TEST).drop(PART)
+    assert test.count() + train.count() == ratings.count()
+    truth = relevant_truth(test, ec.relevant_threshold)
+    inputs = ModelInputs(train=train, customers=truth.select(S.CUSTOMER_ID), n=10,
+                         candidates=test.select(S.ITEM_ID).distinct())
+    cfg2 = Config(**{**cfg.__dict__, "evaluate": ec})
+    for model in ("random", "genre_affinity", "hybrid", "item_knn", "popular"):
+        recs = recommend_with(spark, cfg2, model, inputs).toPandas()
+        assert set(recs[S.ITEM_ID]) <= hidden, model
+        if model in ("random", "genre_affinity"):
+            assert recs[S.CUSTOMER_ID].nunique() == truth.count(), model  # everybody gets a list
+        if model == "item_knn":
+            assert recs.empty  # rating similarity cannot reach items nobody rated
+    a = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
+    b = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
+    assert a[S.ITEM_ID].tolist() == b[S.ITEM_ID].tolist()  # seeded

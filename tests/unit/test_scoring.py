@@ -103,3 +103,13 @@ def test_fallback_for_customers_with_nothing_above_the_threshold() -> None:
         if c < 2000:
             liked = any(r > 3.0 for r in rated.values())
             assert set(out[out["customer_id"] == c]["source"]) == ({SOURCE_NEIGHBORS} if liked else {SOURCE_POPULAR})
+
+
+def test_an_empty_neighbour_matrix_serves_only_the_fallback() -> None:
+    from hybridrec.scoring import Fallback, NeighborMatrix, score_batch
+
+    empty = NeighborMatrix.from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    fb = Fallback({5: ("Drama",), 6: ("Drama",)}, {"Drama": [5, 6]}, [5, 6])
+    out = score_batch(np.array([1, 1]), np.array([5, 7]), np.array([4.0, 5.0]), empty, 3, 3.0, fb)
+    assert out["item_id"].tolist() == [6] and set(out["source"]) == {"fallback_genre_popular"}
+    assert score_batch(np.array([1]), np.array([5]), np.array([4.0]), empty, 3, 3.0).empty

@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             check_weights(ModelSpec.from_conf(cfg.embed))
         spark = build_session(cfg)
         evaluation = run_pipeline(spark, cfg, stages)
+        from hybridrec.views import create_views
+
+        views = create_views(spark, cfg)
+        print(f"\nanalyst views: {', '.join(v.split('.')[-1].strip('`') for v in views)}")
         print(f"\ndone in {total.seconds:.1f}s - run id {cfg.run_id}; tables in database "
               f"{cfg.database}; local warehouse {cfg.data_dir / 'warehouse'}")
         _show(spark, "sample of items:", f"SELECT {S.ITEM_ID}, {S.TITLE}, {S.GENRES}, release_year FROM {cfg.table(S.ITEMS)} "
