@@ -65,10 +65,14 @@ def pair_scores(left: np.ndarray, right: np.ndarray, measure: str) -> tuple[np.n
 
 
 def topk_candidates(ids_l: np.ndarray, ids_r: np.ndarray, sim: np.ndarray, dist: np.ndarray, k: int,
-                    max_distance: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    max_distance: float | None, exclude: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per left row: every right column that can be in the row's top-k (ties at the k-th value
-    included, self excluded, threshold applied). Returns (item ids, neighbour ids, similarity)."""
+    included, self and ``exclude`` cells excluded, threshold applied). Returns (item ids, neighbour
+    ids, similarity)."""
     valid = ids_l[:, None] != ids_r[None, :]
+    if exclude is not None:
+        valid &= ~exclude
     if max_distance is not None:
         valid &= dist < max_distance
     masked = np.where(valid, sim, -np.inf)
@@ -210,6 +214,7 @@ class Catalogue:
     matrix: np.ndarray  # float32 (items, dims)
     block_rows: dict[str, np.ndarray]  # block -> sorted row indices
     row_blocks: list[tuple[str, ...]]  # row -> its blocks, sorted
+    row_masks: np.ndarray | None = None  # row -> bit n set for the n-th block by name (None past 62 blocks)
 
     @classmethod
     def build(cls, ids: np.ndarray, matrix: np.ndarray, member_ids: np.ndarray, member_blocks: np.ndarray,
@@ -226,11 +231,26 @@ class Catalogue:
             if b not in per_row[r]:
                 per_row[r].add(b)
                 blocks.setdefault(b, []).append(r)
+        names = sorted(blocks)
+        masks = None
+        if len(names) <= 62:
+            bit = {b: 1 << n for n, b in enumerate(names)}
+            masks = np.array([sum(bit[b] for b in bs) for bs in per_row], dtype=np.int64)
         return cls(ids, matrix, {b: np.array(sorted(rs), dtype=np.int64) for b, rs in blocks.items()},
-                   [tuple(sorted(x)) for x in per_row])
+                   [tuple(sorted(x)) for x in per_row], masks)
 
     def member_rows(self) -> np.ndarray:
         return np.array([r for r, bs in enumerate(self.row_blocks) if bs], dtype=np.int64)
+
+    def shared(self, i: np.ndarray, j: np.ndarray) -> list[list[str]]:
+        """The sorted blocks rows i and j share, per pair (bitmasks: one set operation per distinct combination)."""
+        names = sorted(self.block_rows)
+        if self.row_masks is None:
+            return [sorted(set(self.row_blocks[a]) & set(self.row_blocks[c])) for a, c in zip(i.tolist(), j.tolist())]
+        both = self.row_masks[i] & self.row_masks[j]
+        uniq, inv = np.unique(both, return_inverse=True)
+        lists = [[b for n, b in enumerate(names) if int(u) >> n & 1] for u in uniq.tolist()]
+        return [lists[x] for x in inv.tolist()]
 
 
 def block_products(left: np.ndarray, block: np.ndarray, block_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -240,54 +260,68 @@ def block_products(left: np.ndarray, block: np.ndarray, block_size: int) -> Iter
             yield left[lo:lo + block_size], block[ro:ro + block_size]
 
 
-def _prune(i: np.ndarray, j: np.ndarray, s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (i, j) pairs, then per i every j whose similarity reaches i's k-th largest (ties kept)."""
+def _prune(i: np.ndarray, j: np.ndarray, s: np.ndarray, k: int, distinct: bool = False
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (i, j) pairs (as given when ``distinct``), then per i every j whose similarity
+    reaches i's k-th largest (ties kept); returned sorted by (i, similarity desc, j)."""
     if len(i) == 0:
         return i, j, s
-    key = i * (int(j.max()) + 1) + j
-    _, first = np.unique(key, return_index=True)
-    i, j, s = i[first], j[first], s[first]
-    order = np.lexsort((-s, i))
+    if not distinct:
+        order = np.lexsort((j, i))
+        i, j, s = i[order], j[order], s[order]
+        first = np.r_[True, (i[1:] != i[:-1]) | (j[1:] != j[:-1])]  # a pair met in two blocks counts once
+        i, j, s = i[first], j[first], s[first]
+    order = np.lexsort((j, -s, i))
     i, j, s = i[order], j[order], s[order]
-    start = np.searchsorted(i, i, side="left")
-    pos = np.arange(len(i)) - start
-    kth = np.full(len(i), -np.inf)
-    at_k = pos == k - 1
-    kth_of_group = dict(zip(i[at_k].tolist(), s[at_k].tolist()))
-    if kth_of_group:
-        kth = np.array([kth_of_group.get(x, -np.inf) for x in i.tolist()])
-    keep = s >= kth
+    starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
+    counts = np.diff(np.r_[starts, len(i)])
+    kth = np.where(counts >= k, s[np.minimum(starts + k - 1, len(s) - 1)], -np.inf)
+    keep = s >= np.repeat(kth, counts)
     return i[keep], j[keep], s[keep]
 
 
 def chunk_neighbors(rows: np.ndarray, cat: Catalogue, params: SimilarityParams) -> pd.DataFrame:
     """Final top-K of the items at ``rows`` over every block they belong to: (item_id, neighbor_id,
     similarity, shared_genres, rank), each pair once with the blocks both items share."""
-    acc_i, acc_j, acc_s = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    parts_i: list[np.ndarray] = []
+    parts_j: list[np.ndarray] = []
+    parts_s: list[np.ndarray] = []
+    held = 0
+    names = sorted(cat.block_rows)
     blocks = sorted({b for r in rows.tolist() for b in cat.row_blocks[r]})
     for b in blocks:
         members = cat.block_rows[b]
         left = np.intersect1d(rows, members)
+        earlier = (1 << names.index(b)) - 1  # a pair sharing an earlier block was searched there already
         for lrows, rrows in block_products(left, members, params.block_size):
             if params.measure == "cosine":
                 sim = cat.matrix[lrows] @ cat.matrix[rrows].T
                 dist = 1.0 - sim
             else:
                 sim, dist = pair_scores(cat.matrix[lrows], cat.matrix[rrows], params.measure)
-            li, rj, sv = topk_candidates(lrows, rrows, sim, dist, params.top_k, params.max_distance)
-            acc_i, acc_j, acc_s = _prune(np.concatenate([acc_i, li]), np.concatenate([acc_j, rj]),
-                                         np.concatenate([acc_s, sv]), params.top_k)
-    if len(acc_i) == 0:
+            seen = None
+            if cat.row_masks is not None and earlier:
+                seen = (cat.row_masks[lrows][:, None] & cat.row_masks[rrows][None, :] & earlier) != 0
+            li, rj, sv = topk_candidates(lrows, rrows, sim, dist, params.top_k, params.max_distance, seen)
+            parts_i.append(li)
+            parts_j.append(rj)
+            parts_s.append(sv)
+            held += len(li)
+            if held > 8 * params.top_k * max(len(rows), 1):  # bound the candidates a task holds
+                pi, pj, ps = _prune(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_s),
+                                    params.top_k, distinct=cat.row_masks is not None)
+                parts_i, parts_j, parts_s, held = [pi], [pj], [ps], len(pi)
+    if not parts_i:
         return pd.DataFrame({S.ITEM_ID: [], S.NEIGHBOR_ID: [], S.SIMILARITY: [], S.SHARED_GENRES: [], S.RANK: []})
+    i, j, s = _prune(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_s), params.top_k,
+                     distinct=cat.row_masks is not None)
     ids = cat.ids
-    order = np.lexsort((ids[acc_j], -acc_s, acc_i))
-    i, j, s = acc_i[order], acc_j[order], acc_s[order]
+    # sorted by (i, similarity desc, row j); rows follow item id order, so ties break by neighbour id
     rank = np.arange(len(i)) - np.searchsorted(i, i, side="left") + 1
     keep = rank <= params.top_k
     i, j, s, rank = i[keep], j[keep], s[keep], rank[keep]
-    shared = [sorted(set(cat.row_blocks[a]) & set(cat.row_blocks[c])) for a, c in zip(i.tolist(), j.tolist())]
     return pd.DataFrame({S.ITEM_ID: ids[i], S.NEIGHBOR_ID: ids[j], S.SIMILARITY: s.astype(np.float64),
-                         S.SHARED_GENRES: shared, S.RANK: rank.astype(np.int32)})
+                         S.SHARED_GENRES: cat.shared(i, j), S.RANK: rank.astype(np.int32)})
 
 
 NEIGHBOR_SCHEMA = (f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, "
