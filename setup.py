@@ -11,7 +11,7 @@ def _reqs(name: str) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-JOBS = ["pipeline", "ingest", "embed", "train", "similarity", "recommend", "evaluate", "demo"]
+JOBS = ["pipeline", "ingest", "embed", "train", "similarity", "recommend", "evaluate", "demo", "crawl"]
 
 setup(
     name="hybridrec",

@@ -1,7 +1,7 @@
 """``hybridrec`` command: one entry for every job, plus ``sql`` for a quick analyst query.
 
     hybridrec pipeline [--conf FILE] [--set k=v ...]   the whole pipeline (README's main command)
-    hybridrec ingest|embed|train|similarity|recommend|evaluate|demo [...]     one stage
+    hybridrec ingest|embed|train|similarity|recommend|evaluate|demo|crawl    one stage
     hybridrec sql "SELECT ..." [--conf FILE]            query the tables by name
 """
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from hybridrec.jobs import demo, embed, evaluate, ingest, pipeline, recommend, similarity, train
+from hybridrec.jobs import crawl, demo, embed, evaluate, ingest, pipeline, recommend, similarity, train
 from hybridrec.jobs.common import job_parser, parse_config, run_main
 
 JOBS: dict[str, Callable[[list[str] | None], int]] = {
     "pipeline": pipeline.main, "ingest": ingest.main, "embed": embed.main, "train": train.main,
     "similarity": similarity.main, "recommend": recommend.main, "evaluate": evaluate.main,
-    "demo": demo.main,
+    "demo": demo.main, "crawl": crawl.main,
 }
 
 

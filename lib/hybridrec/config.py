@@ -220,6 +220,24 @@ class RecommendConf:
 
 
 @dataclass(frozen=True)
+class CrawlConf:
+    """The TMDB crawler (the paper crawled 2012-2017): discover by release year, details, posters."""
+
+    base_url: str = "https://api.themoviedb.org/3"
+    image_base_url: str = "https://image.tmdb.org/t/p"
+    poster_size: str = "w342"  # TMDB image size: w92 ... w780, original
+    first_year: int = 2012
+    last_year: int = 2017
+    max_pages: int = 500  # discover pages per year (TMDB serves at most 500)
+    language: str = "en-US"
+    requests_per_second: float = 20.0
+    max_retries: int = 5
+    backoff_seconds: float = 1.0  # doubled on every retry (unless the server says Retry-After)
+    timeout_seconds: float = 10.0
+    out_dir: str = ""  # default input.crawl_dir
+
+
+@dataclass(frozen=True)
 class RunConf:
     id: str | None = None  # default: the run date
     date: str | None = None  # logical run date YYYY-MM-DD; default: today (UTC)
@@ -243,6 +261,7 @@ class Config:
     similarity: SimilarityConf = field(default_factory=SimilarityConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
     evaluate: EvaluateConf = field(default_factory=EvaluateConf)
+    crawl: CrawlConf = field(default_factory=CrawlConf)
     run: RunConf = field(default_factory=RunConf)
     secrets: SecretsConf = field(default_factory=SecretsConf)
 
@@ -470,6 +489,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                         f"models are {', '.join(EVAL_MODELS)}")
     if not 0 <= ev.blend_weight <= 1 or ev.blend_shrinkage < 0:
         raise UserError(f"{conf_path}: config keys 'evaluate.blend_weight' in [0, 1] and 'evaluate.blend_shrinkage' >= 0")
+    if cfg.crawl.first_year > cfg.crawl.last_year or cfg.crawl.requests_per_second <= 0 or cfg.crawl.max_retries < 0:
+        raise UserError(f"{conf_path}: config keys 'crawl.first_year' <= 'crawl.last_year', "
+                        "'crawl.requests_per_second' > 0 and 'crawl.max_retries' >= 0")
     if cfg.ingest.crawl_date:
         parse_date(cfg.ingest.crawl_date, "ingest.crawl_date")
     cfg.run_date  # validates run.date
