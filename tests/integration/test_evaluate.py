@@ -303,3 +303,19 @@ def test_new_item_protocol_ranks_only_hidden_items(spark: SparkSession, evaluate
     a = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
     b = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
     assert a[S.ITEM_ID].tolist() == b[S.ITEM_ID].tolist()  # seeded
+
+
+def test_analyst_notebook_runs_headless(spark: SparkSession, evaluated: tuple[Config, EvaluateReport],
+                                        tmp_path: Path) -> None:
+    import runpy
+
+    from hybridrec.views import create_views
+
+    cfg, _ = evaluated
+    create_views(spark, cfg)
+    ns = runpy.run_path(str(Path(__file__).resolve().parents[2] / "notebooks" / "02_analyst.py"),
+                        init_globals={"spark": spark, "DATABASE": cfg.database, "PLOT_DIR": str(tmp_path)})
+    results = ns["RESULTS"]
+    assert "popular" in set(results["ndcg"]["model"])  # the newest evaluate run (e2) scored popular
+    assert results["genre_stats"]["movies"].sum() > 0
+    assert (tmp_path / "genres.png").stat().st_size > 1000 and (tmp_path / "ndcg.png").stat().st_size > 1000
