@@ -347,11 +347,20 @@ def broadcast_neighbors(spark: SparkSession, cat: Catalogue, params: SimilarityP
 
 
 def collect_catalogue(vectors: DataFrame, memberships: DataFrame, measure: str) -> Catalogue:
-    v = cast(pd.DataFrame, vectors.select(S.ITEM_ID, S.VECTOR).toPandas())
+    """The vectors and memberships on the driver, through Arrow: the vector column's flat values
+    become the matrix without a Python object per row."""
+    table = vectors.select(S.ITEM_ID, F.col(S.VECTOR).cast("array<float>").alias(S.VECTOR)).toArrow()
+    ids = table.column(S.ITEM_ID).to_numpy().astype(np.int64)
+    lists = table.column(S.VECTOR).combine_chunks()
+    lengths = np.diff(np.asarray(lists.offsets)) if len(ids) else np.zeros(0, np.int64)
+    if len(ids) and (lengths != lengths[0]).any():
+        from hybridrec.errors import UserError
+
+        raise UserError("similarity: item vectors have different lengths; re-embed with one extractor")
+    dims = int(lengths[0]) if len(ids) else 1
+    matrix = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(ids), dims)
     m = cast(pd.DataFrame, memberships.select(S.ITEM_ID, BLOCK).toPandas())
-    matrix = np.stack(v[S.VECTOR].to_numpy()).astype(np.float32) if len(v) else np.zeros((0, 1), np.float32)
-    return Catalogue.build(v[S.ITEM_ID].to_numpy(np.int64), matrix, m[S.ITEM_ID].to_numpy(np.int64),
-                           m[BLOCK].to_numpy(object), measure)
+    return Catalogue.build(ids, matrix, m[S.ITEM_ID].to_numpy(np.int64), m[BLOCK].to_numpy(object), measure)
 
 
 def fits_broadcast(vectors: DataFrame, params: SimilarityParams) -> bool:

@@ -22,12 +22,17 @@ def test_pipeline_then_sql_from_a_fresh_session(tmp_path: Path) -> None:
     small = ["--set", "demo.movies=60", "--set", "demo.customers=20", "--set", "demo.poster_width=32",
              "--set", "demo.poster_height=48", "--set", "spark.master=local[2]", "--set", "run.id=cli",
              "--set", "embed.input_size=32", "--set", "similarity.top_k=5",
-             "--set", "train.min_items=10", "--set", "train.epochs=5"]
+             "--set", "train.min_items=10", "--set", "train.epochs=5",
+             "--set", "evaluate.models=[popular, item_knn, hybrid]", "--set", "evaluate.ks=[10]"]
     done = run(["pipeline", *small], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    for stage in ("[demo", "[ingest", "[embed", "[train", "[similarity", "[recommend"):
+    for stage in ("[demo", "[ingest", "[embed", "[train", "[similarity", "[recommend", "[evaluate"):
         assert stage in out, stage
+    # the main command ends with the evaluation's comparison table, then the views and a query hint
+    table = out[out.index("| model | ndcg@10"):]
+    assert all(f"| {m} |" in table for m in ("popular", "item_knn", "hybrid")) and "query them:" in table
+    assert "analyst views: recommendations_latest_titled, genre_stats" in out
     assert "sample of items:" in out and "recommendations of the newest run" in out
     assert "embed uses seeded RANDOM weights" in out  # the demo says so
     assert "unknown genre id 10769" in out and "poster file is empty (0 bytes)" in out
