@@ -239,15 +239,8 @@ def run_evaluate(spark: SparkSession, cfg: Config) -> EvaluateReport:
 
 def unit_vectors(spark: SparkSession, cfg: Config) -> dict[int, np.ndarray]:
     """item -> unit-norm poster vector of the configured extractor (for intra-list diversity)."""
-    from hybridrec.backbones import ModelSpec
-    from hybridrec.tables import ensure_table
+    from hybridrec.similarity import collect_vectors, embedding_vectors, normalise
 
-    key = ModelSpec.from_conf(cfg.embed).key
-    pdf = cast(pd.DataFrame, spark.table(ensure_table(spark, cfg, S.ITEM_EMBEDDINGS)).filter(F.col(S.MODEL_KEY) == key) \
-        .select(S.ITEM_ID, S.VECTOR).toPandas())
-    if pdf.empty:
-        return {}
-    mat = np.stack(pdf[S.VECTOR].to_numpy()).astype(np.float32)
-    norms = np.linalg.norm(mat, axis=1, keepdims=True)
-    mat = mat / np.where(norms == 0, 1.0, norms)
-    return {int(i): mat[r] for r, i in enumerate(pdf[S.ITEM_ID])}
+    ids, matrix = collect_vectors(embedding_vectors(spark, cfg))
+    unit = normalise(matrix).astype(np.float32)
+    return {int(i): unit[r] for r, i in enumerate(ids)}

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from scipy import sparse
 
 from hybridrec import schemas as S
+from hybridrec.similarity import rank_neighbors
 
 SUPPORT = "support"
 DOT = "_dot"
@@ -81,8 +82,7 @@ def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: in
     nj = norms.select(F.col(S.ITEM_ID).alias(S.NEIGHBOR_ID), F.col("_n").alias("_nj"))
     sims = pairs.join(ni, S.ITEM_ID).join(nj, S.NEIGHBOR_ID) \
         .select(S.ITEM_ID, S.NEIGHBOR_ID, (F.col(DOT) / (F.col("_ni") * F.col("_nj"))).alias(S.SIMILARITY), SUPPORT)
-    w = Window.partitionBy(S.ITEM_ID).orderBy(F.desc(S.SIMILARITY), F.asc(S.NEIGHBOR_ID))
-    return sims.withColumn(S.RANK, F.row_number().over(w)).filter(F.col(S.RANK) <= params.top_k)
+    return rank_neighbors(sims, params.top_k)
 
 
 def blend_neighbors(image: DataFrame, rating: DataFrame, weight: float, shrinkage: float, top_k: int) -> DataFrame:
@@ -105,8 +105,7 @@ def blend_neighbors(image: DataFrame, rating: DataFrame, weight: float, shrinkag
         (F.lit(float(weight)) * shrunk + F.lit(1.0 - float(weight)) * F.coalesce(F.col("_v"), F.lit(0.0)))
         .alias(S.SIMILARITY),
         F.coalesce(F.col(S.SHARED_GENRES), F.array().cast("array<string>")).alias(S.SHARED_GENRES))
-    w = Window.partitionBy(S.ITEM_ID).orderBy(F.desc(S.SIMILARITY), F.asc(S.NEIGHBOR_ID))
-    return blended.withColumn(S.RANK, F.row_number().over(w)).filter(F.col(S.RANK) <= top_k)
+    return rank_neighbors(blended, top_k)
 
 
 # ---- the pure-Python references (tests) -------------------------------------------------------

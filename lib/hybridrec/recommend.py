@@ -15,6 +15,7 @@ from hybridrec.config import Config
 from hybridrec.errors import UserError
 from hybridrec.scoring import Fallback, NeighborMatrix, score_stream
 from hybridrec.tables import ensure_table, replace_rows, sql_str
+from hybridrec.views import latest_run_query
 
 OUTPUT_COLUMNS = [S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE]
 FALLBACK_DEPTH = 500
@@ -96,6 +97,5 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
                  compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
     recs.unpersist()
     spark.sql(f"CREATE OR REPLACE VIEW {cfg.table(S.RECOMMENDATIONS_LATEST)} "
-              f"COMMENT 'Recommendations of the newest run' AS SELECT * FROM {out} "
-              f"WHERE {S.RUN_ID} = (SELECT max({S.RUN_ID}) FROM {out})")
+              f"COMMENT 'Recommendations of the newest run' AS {latest_run_query(out)}")
     return report

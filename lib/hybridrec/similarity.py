@@ -183,8 +183,13 @@ def top_neighbors(cands: DataFrame, top_k: int) -> DataFrame:
     item's top-K by (similarity desc, neighbour id asc); rank starts at 1."""
     merged = cands.groupBy(S.ITEM_ID, S.NEIGHBOR_ID).agg(
         F.max(S.SIMILARITY).alias(S.SIMILARITY), F.sort_array(F.collect_set(BLOCK)).alias(S.SHARED_GENRES))
+    return rank_neighbors(merged, top_k)
+
+
+def rank_neighbors(pairs: DataFrame, top_k: int) -> DataFrame:
+    """Each item's top-K pairs by (similarity desc, neighbour id asc), with ``rank`` from 1."""
     w = Window.partitionBy(S.ITEM_ID).orderBy(F.desc(S.SIMILARITY), F.asc(S.NEIGHBOR_ID))
-    return merged.withColumn(S.RANK, F.row_number().over(w)).filter(F.col(S.RANK) <= top_k)
+    return pairs.withColumn(S.RANK, F.row_number().over(w)).filter(F.col(S.RANK) <= top_k)
 
 
 def item_neighbors(spark: SparkSession, vectors: DataFrame, memberships: DataFrame,
@@ -346,9 +351,9 @@ def broadcast_neighbors(spark: SparkSession, cat: Catalogue, params: SimilarityP
     return tasks.mapInPandas(run, NEIGHBOR_SCHEMA), len(chunks)  # type: ignore[arg-type]
 
 
-def collect_catalogue(vectors: DataFrame, memberships: DataFrame, measure: str) -> Catalogue:
-    """The vectors and memberships on the driver, through Arrow: the vector column's flat values
-    become the matrix without a Python object per row."""
+def collect_vectors(vectors: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, float32 matrix) of (item_id, vector) on the driver, through Arrow: the vector
+    column's flat values become the matrix without a Python object per row."""
     table = vectors.select(S.ITEM_ID, F.col(S.VECTOR).cast("array<float>").alias(S.VECTOR)).toArrow()
     ids = table.column(S.ITEM_ID).to_numpy().astype(np.int64)
     lists = table.column(S.VECTOR).combine_chunks()
@@ -359,6 +364,12 @@ def collect_catalogue(vectors: DataFrame, memberships: DataFrame, measure: str) 
         raise UserError("similarity: item vectors have different lengths; re-embed with one extractor")
     dims = int(lengths[0]) if len(ids) else 1
     matrix = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(ids), dims)
+    return ids, matrix
+
+
+def collect_catalogue(vectors: DataFrame, memberships: DataFrame, measure: str) -> Catalogue:
+    """The vectors and block memberships on the driver, ready to broadcast."""
+    ids, matrix = collect_vectors(vectors)
     m = cast(pd.DataFrame, memberships.select(S.ITEM_ID, BLOCK).toPandas())
     return Catalogue.build(ids, matrix, m[S.ITEM_ID].to_numpy(np.int64), m[BLOCK].to_numpy(object), measure)
 
@@ -427,16 +438,21 @@ def _categories_table(spark: SparkSession, cfg: "Config") -> str:
     return table
 
 
-def stage_vectors(spark: SparkSession, cfg: "Config") -> DataFrame:
-    """(item_id, vector): the configured extractor's poster embeddings, or the classifier's features."""
+def embedding_vectors(spark: SparkSession, cfg: "Config") -> DataFrame:
+    """(item_id, vector): the poster embeddings of the configured extractor."""
     from hybridrec.backbones import ModelSpec
     from hybridrec.tables import ensure_table
 
-    if cfg.similarity.vectors == "features":  # the classifier's 1024-d penultimate activations (the paper's feature maps)
-        return spark.table(_categories_table(spark, cfg)).select(S.ITEM_ID, F.col(S.FEATURES).alias(S.VECTOR))
     emb = ensure_table(spark, cfg, S.ITEM_EMBEDDINGS)
     key = ModelSpec.from_conf(cfg.embed).key
     return spark.table(emb).filter(F.col(S.MODEL_KEY) == key).select(S.ITEM_ID, S.VECTOR)
+
+
+def stage_vectors(spark: SparkSession, cfg: "Config") -> DataFrame:
+    """(item_id, vector): the configured extractor's poster embeddings, or the classifier's features."""
+    if cfg.similarity.vectors == "features":  # the classifier's 1024-d penultimate activations (the paper's feature maps)
+        return spark.table(_categories_table(spark, cfg)).select(S.ITEM_ID, F.col(S.FEATURES).alias(S.VECTOR))
+    return embedding_vectors(spark, cfg)
 
 
 ALL_ITEMS_BLOCK = "(all)"

@@ -20,7 +20,8 @@ from hybridrec.tables import ensure_table
 VIEWS = ("recommendations_latest_titled", "genre_stats", "classifier_metrics_latest", "evaluation_latest")
 
 
-def _latest(table: str) -> str:
+def latest_run_query(table: str) -> str:
+    """The rows of ``table``'s newest run (the largest run id)."""
     return f"SELECT * FROM {table} WHERE {S.RUN_ID} = (SELECT max({S.RUN_ID}) FROM {table})"
 
 
@@ -28,7 +29,7 @@ def create_views(spark: SparkSession, cfg: Config) -> list[str]:
     """(Re)create every analyst view; returns their qualified names."""
     t = {name: ensure_table(spark, cfg, name) for name in
          (S.ITEMS, S.RATINGS, S.ITEM_EMBEDDINGS, S.RECOMMENDATIONS, S.CLASSIFIER_METRICS, S.EVALUATION)}
-    recs_latest = f"({_latest(t[S.RECOMMENDATIONS])})"
+    recs_latest = f"({latest_run_query(t[S.RECOMMENDATIONS])})"
     statements = {
         "recommendations_latest_titled": (
             "The newest run's recommendations with titles, genres and the 'because you rated' title",
@@ -49,9 +50,9 @@ def create_views(spark: SparkSession, cfg: Config) -> list[str]:
             f"FROM g LEFT JOIN v ON v.{S.ITEM_ID} = g.{S.ITEM_ID} LEFT JOIN r ON r.{S.ITEM_ID} = g.{S.ITEM_ID} "
             f"LEFT JOIN rec ON rec.{S.ITEM_ID} = g.{S.ITEM_ID} CROSS JOIN tot GROUP BY g.{S.GENRE}"),
         "classifier_metrics_latest": ("The newest train run's per-genre classifier metrics (paper Table 2)",
-                                      _latest(t[S.CLASSIFIER_METRICS])),
+                                      latest_run_query(t[S.CLASSIFIER_METRICS])),
         "evaluation_latest": ("The newest evaluate run: one row per model, metric, k and slice",
-                              _latest(t[S.EVALUATION])),
+                              latest_run_query(t[S.EVALUATION])),
     }
     names = []
     for name, (comment, query) in statements.items():
