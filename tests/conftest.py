@@ -34,6 +34,10 @@ def base_overrides(data_dir: Path) -> list[str]:
         "spark.conf={spark.sql.shuffle.partitions: '4', spark.default.parallelism: '4', spark.driver.memory: 2g, "
         "spark.databricks.delta.snapshotPartitions: '2'}",
         "demo.enabled=false",
+        # the suite's stage tests exercise the paper's machinery (poster neighbours within genre blocks);
+        # tests of the default hybrid set recommend.model=hybrid and similarity.rating_weight=1 themselves
+        "similarity.rating_weight=0.0",
+        "recommend.model=paper",
     ]
 
 

@@ -180,10 +180,14 @@ class SimilarityConf:
 
 
 # popular: most rated in training; item_knn: rating cosine; als: Spark ALS (implicit); visual: poster
-# neighbours without category blocks; hybrid: the paper's (poster neighbours within categories);
-# hybrid_rating: hybrid blended with rating cosine (evaluate.blend_*); random: seeded random order;
+# neighbours without category blocks; paper: the paper's method (poster neighbours within categories);
+# paper_rating: paper blended with rating cosine (evaluate.blend_*); hybrid: the default recommender
+# (rating neighbours + the fitted cold-start model, recommend.cold_start); random: seeded random order;
 # genre_affinity: items scored by the customer's share of liked ratings in each of their genres
-EVAL_MODELS = ("popular", "item_knn", "als", "visual", "hybrid", "hybrid_rating", "random", "genre_affinity")
+EVAL_MODELS = ("popular", "item_knn", "als", "visual", "paper", "paper_rating", "hybrid", "random", "genre_affinity")
+DEFAULT_EVAL_MODELS = ("popular", "item_knn", "als", "visual", "paper", "hybrid")
+RECOMMEND_MODELS = ("hybrid", "paper")
+COLD_FEATURES = ("prior", "vote_average", "genre", "image")
 
 
 @dataclass(frozen=True)
@@ -200,8 +204,8 @@ class EvaluateConf:
     relevant_threshold: float = 4.0  # held-out ratings >= this are relevant
     gain: str = "graded"  # nDCG gain: graded (the held-out rating) | binary
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    models: list[str] = field(default_factory=lambda: list(EVAL_MODELS[:6]))
-    blend_weight: float = 0.5  # hybrid_rating: the rating blend's weight (see similarity.rating_weight)
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_MODELS))
+    blend_weight: float = 0.5  # paper_rating: the rating blend's weight (see similarity.rating_weight)
     blend_shrinkage: float = 0.0
     als_rank: int = 32
     als_reg: float = 0.1
@@ -212,7 +216,31 @@ class EvaluateConf:
 
 
 @dataclass(frozen=True)
+class ColdStartConf:
+    """The hybrid's cold-start model (hybridrec.coldstart): items with fewer than max_ratings ratings."""
+
+    max_ratings: int = 5  # items with fewer ratings are scored by the cold-start model
+    slots: int = 2  # of each top-n list, at most this many go to cold items (the last positions)
+    # a cold item takes a slot when its probability is >= min_lift x the base rate (a random cold
+    # item's); null = chosen from lift_grid by nDCG on a temporal carve-out of the training ratings
+    min_lift: float | None = None
+    lift_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0, float("inf")])
+    fit_holdout: float = 0.2  # the carve-out for min_lift: each customer's latest share of training ratings
+    features: list[str] = field(default_factory=lambda: list(COLD_FEATURES))
+    fit_fraction: float = 0.15  # share of the rated items hidden to fit the model (a carve-out of training)
+    fit_customers: int = 20000  # the fit uses at most this many customers (a seeded sample)
+    relevant: float = 4.0  # a hidden rating >= this is a positive
+    l2: float = 1.0
+    image_neighbors: int = 50  # poster neighbours per cold item (centred cosine, among rated items)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class RecommendConf:
+    # hybrid: the item_neighbors of the run for items with ratings + the fitted cold-start model for
+    # items with few or none; paper: item_neighbors only (the paper's method when they are poster-based)
+    model: str = "hybrid"
+    cold_start: ColdStartConf = field(default_factory=ColdStartConf)
     top_n: int = 10
     threshold: float = 3.0  # only ratings above this add their neighbours (the paper's threshold)
     partitions: int = 0  # customer partitions (0 = Spark's default parallelism)
@@ -487,6 +515,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if bad or not ev.models:
         raise UserError(f"{conf_path}: config key 'evaluate.models': unknown model(s) {', '.join(bad) or '(none)'}; "
                         f"models are {', '.join(EVAL_MODELS)}")
+    rc = cfg.recommend
+    if rc.model not in RECOMMEND_MODELS:
+        raise UserError(f"{conf_path}: config key 'recommend.model' must be {' or '.join(RECOMMEND_MODELS)}, "
+                        f"got '{rc.model}'")
+    cs = rc.cold_start
+    bad = [f for f in cs.features if f not in COLD_FEATURES]
+    if bad or not cs.features:
+        raise UserError(f"{conf_path}: config key 'recommend.cold_start.features': unknown feature(s) "
+                        f"{', '.join(bad) or '(none)'}; features are {', '.join(COLD_FEATURES)}")
+    if (cs.min_lift is not None and cs.min_lift < 0) or not cs.lift_grid or any(x < 0 for x in cs.lift_grid) \
+            or not 0 < cs.fit_holdout < 1:
+        raise UserError(f"{conf_path}: config keys 'recommend.cold_start.min_lift' >= 0 or null, 'lift_grid' of "
+                        "values >= 0, 'fit_holdout' in (0, 1)")
+    if not 0 < cs.fit_fraction < 1 or cs.slots < 0 or cs.max_ratings < 1 or cs.fit_customers < 1 or cs.l2 < 0:
+        raise UserError(f"{conf_path}: config keys 'recommend.cold_start.fit_fraction' in (0, 1), 'slots' >= 0, "
+                        "'max_ratings' >= 1, 'fit_customers' >= 1 and 'l2' >= 0")
     if not 0 <= ev.blend_weight <= 1 or ev.blend_shrinkage < 0:
         raise UserError(f"{conf_path}: config keys 'evaluate.blend_weight' in [0, 1] and 'evaluate.blend_shrinkage' >= 0")
     if cfg.crawl.first_year > cfg.crawl.last_year or cfg.crawl.requests_per_second <= 0 or cfg.crawl.max_retries < 0:

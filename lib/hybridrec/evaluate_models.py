@@ -7,9 +7,12 @@ customer rated in training.
   scoring (sum of sim * rating over liked items).
 * ``als``: Spark ML ALS on implicit feedback (the rating as confidence), scores = user . item factors.
 * ``visual``: poster neighbours with no category blocking (one block of every item).
-* ``hybrid``: the paper's method - poster neighbours within the configured categories (this run's
+* ``paper``: the paper's method - poster neighbours within the configured categories (this run's
   ``item_neighbors`` when the similarity stage wrote image-only ones).
-* ``hybrid_rating``: hybrid blended with rating cosine (``evaluate.blend_weight`` / ``blend_shrinkage``).
+* ``paper_rating``: paper blended with rating cosine (``evaluate.blend_weight`` / ``blend_shrinkage``).
+* ``hybrid``: the default recommender - rating neighbours (shrunk by ``similarity.rating_shrinkage``)
+  for items with ratings, and the cold-start model (:mod:`hybridrec.coldstart`) fitted on a
+  carve-out of the training part for the items with few or none.
 * ``random``: a seeded random order (a floor); ``genre_affinity``: each item scores the customer's
   share of liked training ratings in the item's genres (the floor of the new-item protocol).
 
@@ -220,9 +223,13 @@ def neighbors_for(spark: SparkSession, cfg: Config, model: str, inputs: ModelInp
         return _rating(cfg, inputs)
     if model == "visual":
         return _image(spark, cfg, inputs, "none")
-    if model == "hybrid":
+    if model == "paper":
         return _image(spark, cfg, inputs, None)
-    if model == "hybrid_rating":
+    if model == "hybrid":  # item_knn's neighbours, shrunk as the similarity stage does for the hybrid
+        shrinkage = cfg.similarity.rating_shrinkage
+        return blend_neighbors(None, _rating(cfg, inputs), 1.0, shrinkage, cfg.similarity.top_k) if shrinkage \
+            else _rating(cfg, inputs)
+    if model == "paper_rating":
         ec = cfg.evaluate
         return blend_neighbors(_image(spark, cfg, inputs, None), _rating(cfg, inputs), ec.blend_weight,
                                ec.blend_shrinkage, cfg.similarity.top_k)
@@ -231,7 +238,7 @@ def neighbors_for(spark: SparkSession, cfg: Config, model: str, inputs: ModelInp
 
 def recommend_with(spark: SparkSession, cfg: Config, model: str, inputs: ModelInputs) -> DataFrame:
     """The model's top-n (customer_id, rank, item_id, score) for the evaluated customers."""
-    from hybridrec.recommend import neighbor_matrix, popularity_fallback, recommend
+    from hybridrec.recommend import cold_scorer, neighbor_matrix, popularity_fallback, recommend
     from hybridrec.scoring import Fallback
     from hybridrec.tables import ensure_table
 
@@ -259,5 +266,6 @@ def recommend_with(spark: SparkSession, cfg: Config, model: str, inputs: ModelIn
                                    "left_semi")
         fallback = None
     nm = neighbor_matrix(neighbors)
-    recs = recommend(spark, history, nm, fallback, inputs.n, rc.threshold, rc.partitions, rc.batch_rows)
+    cold = cold_scorer(spark, cfg, inputs.train, items, keep) if model == "hybrid" else None
+    recs = recommend(spark, history, nm, fallback, inputs.n, rc.threshold, rc.partitions, rc.batch_rows, cold)
     return recs.select(S.CUSTOMER_ID, F.col(S.RANK).cast("int").alias(S.RANK), S.ITEM_ID, S.SCORE)

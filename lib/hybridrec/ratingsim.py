@@ -68,8 +68,10 @@ def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: in
     chunk = params.chunk_rows
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from hybridrec.faults import maybe_fail
         from hybridrec.scoring import customer_chunks
 
+        maybe_fail("similarity")
         for pdf in customer_chunks(batches, chunk):
             yield _pair_partials(pdf)
 
@@ -85,7 +87,8 @@ def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: in
     return rank_neighbors(sims, params.top_k)
 
 
-def blend_neighbors(image: DataFrame, rating: DataFrame, weight: float, shrinkage: float, top_k: int) -> DataFrame:
+def blend_neighbors(image: DataFrame | None, rating: DataFrame, weight: float, shrinkage: float,
+                    top_k: int) -> DataFrame:
     """Blend image neighbours (item_id, neighbor_id, similarity, shared_genres) with rating
     neighbours (item_id, neighbor_id, similarity, support):
 
@@ -95,7 +98,11 @@ def blend_neighbors(image: DataFrame, rating: DataFrame, weight: float, shrinkag
     rated - keeps (1 - weight) * its image similarity; a rating-only pair - an item without a
     poster - weight * its rating similarity). Shrinkage pulls the cosine of thinly co-rated pairs
     towards 0 (Koren's shrunk similarity); 0 keeps it as is. Returns each item's top-K by
-    (s desc, neighbour id asc) with shared_genres (empty for rating-only pairs) and rank."""
+    (s desc, neighbour id asc) with shared_genres (empty for rating-only pairs) and rank. ``image``
+    None: rating neighbours only (weight 1)."""
+    if image is None:
+        image = rating.sparkSession.createDataFrame(
+            [], f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, {S.SHARED_GENRES} array<string>")
     img = image.select(S.ITEM_ID, S.NEIGHBOR_ID, F.col(S.SIMILARITY).alias("_v"), S.SHARED_GENRES)
     rat = rating.select(S.ITEM_ID, S.NEIGHBOR_ID, F.col(S.SIMILARITY).alias("_r"), F.col(SUPPORT).alias("_s"))
     n = F.coalesce(F.col("_s"), F.lit(0)).cast("double")

@@ -2,7 +2,7 @@
 :mod:`hybridrec.scoring`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterator, cast
 
 import numpy as np
@@ -13,7 +13,8 @@ from pyspark.sql import functions as F
 from hybridrec import schemas as S
 from hybridrec.config import Config
 from hybridrec.errors import UserError
-from hybridrec.scoring import Fallback, NeighborMatrix, score_stream
+from hybridrec.coldstart import ColdScorer, build_catalogue, fit_cold_model
+from hybridrec.scoring import SOURCE_COLD_START, Fallback, NeighborMatrix, score_stream
 from hybridrec.tables import ensure_table, replace_rows, sql_str
 from hybridrec.views import latest_run_query
 
@@ -44,16 +45,111 @@ def popularity_fallback(ratings: DataFrame, items: DataFrame) -> Fallback:
     return Fallback(item_genres, by_genre, overall)
 
 
+def hybrid_neighbors(cfg: Config, ratings: DataFrame) -> DataFrame:
+    """The hybrid's warm neighbours from ``ratings``: rating cosine, shrunk by
+    ``similarity.rating_shrinkage`` (what the similarity stage writes with ``rating_weight: 1``)."""
+    from hybridrec.ratingsim import RatingSimParams, blend_neighbors, rating_neighbors
+
+    sc = cfg.similarity
+    rating = rating_neighbors(ratings, RatingSimParams(sc.top_k, sc.rating_min_support, sc.rating_max_history))
+    return blend_neighbors(None, rating, 1.0, sc.rating_shrinkage, sc.top_k) if sc.rating_shrinkage else rating
+
+
+def cold_scorer(spark: SparkSession, cfg: Config, ratings: DataFrame, items: DataFrame,
+                candidates: np.ndarray | None = None, min_lift: float | None = None) -> ColdScorer:
+    """Fit the cold-start model on a carve-out of ``ratings`` (the training part: nothing else is
+    read) and gather what scoring the cold items needs: the items with fewer than
+    ``cold_start.max_ratings`` ratings (only ``candidates`` among them when given), their TMDB
+    metadata and genres, and their poster neighbours among the rated items. The slot threshold is
+    ``min_lift`` x the fitted base rate; ``min_lift`` defaults to the conf's, and when that is null
+    it is chosen on a temporal carve-out of ``ratings`` (:func:`fit_min_lift`)."""
+    from hybridrec.similarity import collect_vectors, embedding_vectors
+
+    cs = cfg.recommend.cold_start
+    counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID).count().toPandas())
+    meta = cast(pd.DataFrame, items.select(S.ITEM_ID, S.GENRES, "vote_count", "vote_average").toPandas())
+    vec_ids, vectors = collect_vectors(embedding_vectors(spark, cfg))
+    fit_rows = cast(pd.DataFrame, _customer_sample(ratings, cs.fit_customers, cs.seed)
+                    .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
+    model = fit_cold_model(fit_rows, meta, vec_ids, vectors, features=cs.features, fraction=cs.fit_fraction,
+                           seed=cs.seed, threshold=cfg.recommend.threshold, relevant=cs.relevant,
+                           neighbours=cs.image_neighbors, l2=cs.l2)
+    count_of = dict(zip(counts[S.ITEM_ID].astype(np.int64), counts["count"].astype(np.int64)))
+    all_ids = meta[S.ITEM_ID].to_numpy(np.int64)
+    cold_ids = np.array([i for i in all_ids if count_of.get(int(i), 0) < cs.max_ratings], dtype=np.int64)
+    if candidates is not None:
+        cold_ids = cold_ids[np.isin(cold_ids, candidates)]
+    rated = counts[S.ITEM_ID].to_numpy(np.int64)
+    cat = build_catalogue(meta, cold_ids, rated, vec_ids, vectors, cs.image_neighbors)
+    lift = min_lift if min_lift is not None else cs.min_lift
+    scorer = ColdScorer(cat, model, cs.slots, 0.0, lift if lift is not None else float("nan"))
+    if lift is None:
+        lift, _ = fit_min_lift(spark, cfg, ratings, items)
+        scorer = replace(scorer, lift=lift)
+    return replace(scorer, min_probability=lift * model.base_rate if np.isfinite(lift) else float("inf"))
+
+
+def _customer_sample(ratings: DataFrame, n: int, seed: int) -> DataFrame:
+    """The ratings of at most ``n`` customers, a seeded sample (by a hash: the same on every run)."""
+    customers = ratings.select(S.CUSTOMER_ID).distinct()
+    if customers.count() <= n:
+        return ratings
+    keep = customers.orderBy(F.xxhash64(S.CUSTOMER_ID, F.lit(seed)), S.CUSTOMER_ID).limit(n)
+    return ratings.join(keep, S.CUSTOMER_ID, "left_semi")
+
+
+def fit_min_lift(spark: SparkSession, cfg: Config, ratings: DataFrame, items: DataFrame) -> tuple[float, dict[float, float]]:
+    """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``ratings``:
+    each customer's latest ``fit_holdout`` share is held out, the hybrid (neighbours and cold model
+    refitted on the rest) scores a sample of customers on the driver for every lift, and the lift
+    with the best binary nDCG@top_n against the held-out ratings >= relevant wins (ties: the larger
+    lift, i.e. fewer cold items). Returns the lift and the nDCG of every lift."""
+    from hybridrec.evaluate import PART, TEST, TRAIN, split_ratings
+    from hybridrec.ranking import ndcg_at
+    from hybridrec.scoring import score_batch
+
+    rc, cs = cfg.recommend, cfg.recommend.cold_start
+    ec = replace(cfg.evaluate, split="temporal", holdout_fraction=cs.fit_holdout, holdout_last=0, min_ratings=5)
+    split = split_ratings(ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP), ec) \
+        .localCheckpoint(eager=True)
+    train = split.filter(F.col(PART) == TRAIN).drop(PART)
+    held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= cs.relevant)).select(S.CUSTOMER_ID, S.ITEM_ID)
+    nm = neighbor_matrix(hybrid_neighbors(cfg, train))
+    cold = cold_scorer(spark, cfg, train, items, min_lift=1.0)
+    sample = _customer_sample(held, cs.fit_customers, cs.seed).select(S.CUSTOMER_ID).distinct()
+    rows = cast(pd.DataFrame, train.join(sample, S.CUSTOMER_ID, "left_semi")
+                .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
+    truth = cast(pd.DataFrame, held.join(sample, S.CUSTOMER_ID, "left_semi").toPandas())
+    gains = {int(c): {int(i): 1.0 for i in g[S.ITEM_ID]} for c, g in truth.groupby(S.CUSTOMER_ID)}
+    scores: dict[float, float] = {}
+    for lift in cs.lift_grid:
+        p = lift * cold.model.base_rate if np.isfinite(lift) else float("inf")
+        frame = score_batch(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
+                            rows[S.RATING].to_numpy(np.float64), nm, rc.top_n, rc.threshold, None,
+                            replace(cold, min_probability=p))
+        lists = {int(c): g.sort_values(S.RANK)[S.ITEM_ID].tolist() for c, g in frame.groupby(S.CUSTOMER_ID)}
+        scores[lift] = float(np.mean([ndcg_at(lists.get(c, []), g, rc.top_n) for c, g in gains.items()])) \
+            if gains else 0.0
+    best = max(scores, key=lambda x: (round(scores[x], 12), x))
+    return best, scores
+
+
 def recommend(spark: SparkSession, ratings: DataFrame, nm: NeighborMatrix, fallback: Fallback | None,
-              top_n: int, threshold: float, partitions: int, batch_rows: int) -> DataFrame:
+              top_n: int, threshold: float, partitions: int, batch_rows: int,
+              cold: ColdScorer | None = None) -> DataFrame:
     """Score every customer of ``ratings`` (customer_id, item_id, rating) against the broadcast
-    neighbour matrix, partitioned by customer, streamed in bounded batches."""
+    neighbour matrix (and, for the hybrid, the cold-start model), partitioned by customer, streamed
+    in bounded batches."""
     b_nm = spark.sparkContext.broadcast(nm)
     b_fb = spark.sparkContext.broadcast(fallback)
+    b_cold = spark.sparkContext.broadcast(cold)
     parts = partitions or spark.sparkContext.defaultParallelism
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in score_stream(batches, b_nm.value, top_n, threshold, b_fb.value, batch_rows):
+        from hybridrec.faults import maybe_fail
+
+        maybe_fail("recommend")
+        for frame in score_stream(batches, b_nm.value, top_n, threshold, b_fb.value, batch_rows, b_cold.value):
             yield frame[OUTPUT_COLUMNS]
 
     schema = S.RECOMMENDATIONS_SCHEMA
@@ -69,10 +165,19 @@ class RecommendReport:
     customers: int = 0
     rows: int = 0
     fallback_customers: int = 0
+    model: str = "paper"
+    cold_items: int = 0
+    cold_rows: int = 0
+    cold_model: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        return [f"{self.rows} recommendations for {self.customers} customers "
-                f"({self.fallback_customers} served by the popularity fallback)"]
+        out = [f"{self.rows} recommendations for {self.customers} customers "
+               f"({self.fallback_customers} served by the popularity fallback); model {self.model}"]
+        if self.model == "hybrid":
+            out.append(f"{self.cold_items} cold items (few or no ratings) scored by the cold-start model; "
+                       f"{self.cold_rows} list positions went to them")
+            out += self.cold_model
+        return out
 
 
 def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
@@ -86,13 +191,21 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
     ratings = spark.table(ensure_table(spark, cfg, S.RATINGS))
     items = spark.table(ensure_table(spark, cfg, S.ITEMS))
     nm = neighbor_matrix(neighbors)
+    report = RecommendReport(run_id=cfg.run_id, model=rc.model)
+    cold = cold_scorer(spark, cfg, ratings, items) if rc.model == "hybrid" else None
+    if cold is not None:
+        report.cold_items = len(cold.catalogue.cold_ids)
+        report.cold_model = cold.model.lines() + [
+            f"a cold item takes one of the last {cold.slots} slots at >= {cold.lift:g} x the base rate "
+            f"({'fitted on a temporal carve-out' if rc.cold_start.min_lift is None else 'recommend.cold_start.min_lift'})"]
     recs = recommend(spark, ratings, nm, popularity_fallback(ratings, items), rc.top_n, rc.threshold,
-                     rc.partitions, rc.batch_rows)
+                     rc.partitions, rc.batch_rows, cold)
     recs = recs.select(*[F.col(c) for c in OUTPUT_COLUMNS], F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
-    report = RecommendReport(run_id=cfg.run_id)
     report.rows = recs.count()
     report.customers = recs.select(S.CUSTOMER_ID).distinct().count()
-    report.fallback_customers = recs.filter(F.col(S.SOURCE) != "neighbors").select(S.CUSTOMER_ID).distinct().count()
+    report.fallback_customers = recs.filter(F.col(S.SOURCE).startswith("fallback")).select(S.CUSTOMER_ID) \
+        .distinct().count()
+    report.cold_rows = recs.filter(F.col(S.SOURCE) == SOURCE_COLD_START).count()
     replace_rows(spark, out, recs, f"{S.RUN_ID} = {sql_str(cfg.run_id)}",
                  compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
     recs.unpersist()

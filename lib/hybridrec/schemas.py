@@ -191,7 +191,7 @@ RECOMMENDATIONS_SCHEMA = StructType(
         _f(ITEM_ID, LongType(), False, "Recommended TMDB movie id (never one the customer rated)"),
         _f(SCORE, DoubleType(), False, "Sum over liked items k of similarity(k, item) * rating_k (0 for fallbacks)"),
         _f(BECAUSE_ITEM_ID, LongType(), True, "The rated item that contributed most: 'because you rated ...'"),
-        _f(SOURCE, StringType(), False, "neighbors, or fallback_genre_popular / fallback_popular"),
+        _f(SOURCE, StringType(), False, "neighbors, cold_start (the hybrid's cold-start model), or fallback_genre_popular / fallback_popular"),
         _f(RUN_ID, StringType(), False, "Run that computed it"),
     ]
 )
@@ -235,7 +235,7 @@ CLASSIFIER_METRICS_SCHEMA = StructType(
 EVALUATION_SCHEMA = StructType(
     [
         _f(RUN_ID, StringType(), False, "Evaluate run"),
-        _f(MODEL, StringType(), False, "popular, item_knn, als, visual, hybrid (the paper's), hybrid_rating, ..."),
+        _f(MODEL, StringType(), False, "popular, item_knn, als, visual, paper (the paper's method), paper_rating, hybrid (the default), ..."),
         _f(METRIC, StringType(), False, "ndcg, precision, recall, map, hit_rate, coverage, novelty, diversity"),
         _f(K, IntegerType(), False, "List cut-off"),
         _f(SLICE, StringType(), False, "all, or cold_start (relevant items nobody rated in training)"),

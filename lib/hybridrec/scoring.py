@@ -12,7 +12,7 @@ they rated, else overall.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,11 @@ from scipy import sparse
 
 from hybridrec import schemas as S
 
+if TYPE_CHECKING:
+    from hybridrec.coldstart import ColdScorer
+
 SOURCE_NEIGHBORS = "neighbors"
+SOURCE_COLD_START = "cold_start"
 SOURCE_GENRE_POPULAR = "fallback_genre_popular"
 SOURCE_POPULAR = "fallback_popular"
 
@@ -58,10 +62,16 @@ class Fallback:
 
 
 def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: NeighborMatrix,
-                n: int, threshold: float, fallback: Fallback | None = None) -> pd.DataFrame:
+                n: int, threshold: float, fallback: Fallback | None = None,
+                cold: "ColdScorer | None" = None) -> pd.DataFrame:
     """Top-n for the customers of one batch. Inputs are parallel arrays of (customer, item,
     rating); every customer's ratings must all be in the batch. Returns customer_id, rank,
-    item_id, score, because_item_id, source."""
+    item_id, score, because_item_id, source.
+
+    With ``cold`` (the hybrid), the cold items are left to the cold-start model: the neighbour
+    scores rank the other items, and a customer's last ``cold.slots`` positions go to the cold
+    items with the highest fitted probability of relevance, when at least ``cold.min_probability``;
+    a list the neighbours cannot fill is filled with cold items by probability."""
     cust_ids, crow = np.unique(customers, return_inverse=True)
     n_items = len(nm.item_ids)
     col = np.minimum(np.searchsorted(nm.item_ids, items), max(n_items - 1, 0))
@@ -72,18 +82,57 @@ def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, n
     rated = sparse.csr_matrix((np.ones(int(known.sum())), (crow[known], col[known])), shape=(len(cust_ids), n_items))
     scores = (r_liked @ nm.csr()).tocsr()
     scores = (scores - scores.multiply(rated)).tocsr()  # drop items already rated
+    if cold is not None and n_items:
+        warm = sparse.diags((~np.isin(nm.item_ids, cold.catalogue.cold_ids)).astype(np.float64))
+        scores = (scores @ warm).tocsr()
     scores.eliminate_zeros()
     out_c, out_j, out_s = _top_n_rows(scores, n)
     because = _because(out_c, out_j, r_liked, nm)
     frame = pd.DataFrame({S.CUSTOMER_ID: cust_ids[out_c], S.ITEM_ID: nm.item_ids[out_j], S.SCORE: out_s,
                           S.BECAUSE_ITEM_ID: nm.item_ids[because], S.SOURCE: SOURCE_NEIGHBORS})
+    if cold is not None:
+        frame = _with_cold(frame, out_c, customers, items, ratings, cust_ids, cold, n, threshold)
     if fallback is not None:
-        served = set(np.unique(out_c).tolist())
-        missing = [i for i in range(len(cust_ids)) if i not in served]
+        served = set(frame[S.CUSTOMER_ID].tolist())
+        missing = [i for i in range(len(cust_ids)) if int(cust_ids[i]) not in served]
         if missing:
             frame = pd.concat([frame, _fallback_rows(missing, cust_ids, crow, items, fallback, n)], ignore_index=True)
     frame[S.RANK] = frame.groupby(S.CUSTOMER_ID).cumcount() + 1
     return frame
+
+
+def _with_cold(frame: pd.DataFrame, out_c: np.ndarray, customers: np.ndarray, items: np.ndarray,
+               ratings: np.ndarray, cust_ids: np.ndarray, cold: "ColdScorer", n: int,
+               threshold: float) -> pd.DataFrame:
+    """Cut each warm list to make room for its cold picks and append them (see score_batch)."""
+    m = len(cold.catalogue.cold_ids)
+    warm_count = np.bincount(out_c, minlength=len(cust_ids)) if len(out_c) else np.zeros(len(cust_ids), np.int64)
+    if m == 0 or n == 0:
+        return frame
+    _, top_ids, top = cold.top(customers, items, ratings, threshold, n)
+    depth = top.shape[1]
+    usable = np.isfinite(top)
+    confident = usable & (top >= cold.min_probability)
+    # cold picks: the confident ones up to the slots, then whatever fills a list the warm side left short
+    slot_take = np.minimum(confident.sum(1), cold.slots)
+    take = np.minimum(np.maximum(slot_take, n - warm_count), usable.sum(1))
+    keep_warm = np.minimum(warm_count, n - take)
+    pos = np.arange(depth)[None, :]
+    picked = pos < take[:, None]
+    r, c = np.nonzero(picked)
+    cold_rows = pd.DataFrame({S.CUSTOMER_ID: cust_ids[r], S.ITEM_ID: top_ids[r, c], S.SCORE: top[r, c],
+                              S.BECAUSE_ITEM_ID: pd.array([None] * len(r), dtype="Int64"),
+                              S.SOURCE: SOURCE_COLD_START})
+    within = frame.groupby(S.CUSTOMER_ID).cumcount().to_numpy()
+    limit = keep_warm[np.searchsorted(cust_ids, frame[S.CUSTOMER_ID].to_numpy())] if len(frame) else np.zeros(0)
+    warm_rows = frame[within < limit]
+    merged = pd.concat([warm_rows, cold_rows], ignore_index=True)
+    merged[S.BECAUSE_ITEM_ID] = merged[S.BECAUSE_ITEM_ID].astype("Int64")
+    # each customer's warm rows first (their order kept), then the cold picks by probability
+    merged["_o"] = np.r_[np.zeros(len(warm_rows)), np.ones(len(cold_rows))]
+    merged["_i"] = np.arange(len(merged))
+    return merged.sort_values([S.CUSTOMER_ID, "_o", "_i"], kind="stable").drop(columns=["_o", "_i"]) \
+        .reset_index(drop=True)
 
 
 def _top_n_rows(scores: sparse.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,12 +224,13 @@ def customer_chunks(batches: Iterator[pd.DataFrame], max_rows: int = 200_000) ->
 
 
 def score_stream(batches: Iterator[pd.DataFrame], nm: NeighborMatrix, n: int, threshold: float,
-                 fallback: Fallback | None, max_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+                 fallback: Fallback | None, max_rows: int = 200_000,
+                 cold: "ColdScorer | None" = None) -> Iterator[pd.DataFrame]:
     """Score a customer-sorted stream of rating batches in bounded chunks, each customer with all
     its ratings."""
     for chunk in customer_chunks(batches, max_rows):
         yield score_batch(chunk[S.CUSTOMER_ID].to_numpy(), chunk[S.ITEM_ID].to_numpy(),
-                          chunk[S.RATING].to_numpy(np.float64), nm, n, threshold, fallback)
+                          chunk[S.RATING].to_numpy(np.float64), nm, n, threshold, fallback, cold)
 
 
 def _chunks(pdf: pd.DataFrame, max_rows: int) -> Iterator[pd.DataFrame]:

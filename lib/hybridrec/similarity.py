@@ -168,6 +168,9 @@ def candidates(spark: SparkSession, vectors: DataFrame, memberships: DataFrame,
     tasks, n_pairs = sub_block_tasks(spark, vectors, memberships, params.block_size)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from hybridrec.faults import maybe_fail
+
+        maybe_fail("similarity")
         frames = list(batches)
         if not frames:
             return
@@ -343,6 +346,9 @@ def broadcast_neighbors(spark: SparkSession, cat: Catalogue, params: SimilarityP
     b_chunks = spark.sparkContext.broadcast(chunks)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from hybridrec.faults import maybe_fail
+
+        maybe_fail("similarity")
         for pdf in batches:
             for t in pdf["id"].tolist():
                 yield chunk_neighbors(b_chunks.value[int(t)], b_cat.value, params)
@@ -421,10 +427,15 @@ class SimilarityReport:
     tasks: int = 0  # item-chunk tasks (broadcast path) or sub-block pair tasks (join path)
     rows: int = 0
     items_with_neighbors: int = 0
+    source: str = "image"  # image | blend | rating
 
     def lines(self) -> list[str]:
+        if self.source == "rating":
+            return [f"rating neighbours only (similarity.rating_weight 1): {self.rows} neighbour rows for "
+                    f"{self.items_with_neighbors} of {self.items} rated items"]
         return [f"{self.items} items in {self.blocks} category blocks, {self.tasks} similarity tasks; "
-                f"{self.rows} neighbour rows for {self.items_with_neighbors} items"]
+                f"{self.rows} neighbour rows for {self.items_with_neighbors} items"
+                + ("; blended with rating cosine" if self.source == "blend" else "")]
 
 
 def _categories_table(spark: SparkSession, cfg: "Config") -> str:
@@ -494,11 +505,19 @@ def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
     sc = cfg.similarity
     report = SimilarityReport(run_id=cfg.run_id)
     out = ensure_table(spark, cfg, S.ITEM_NEIGHBORS)
-    neighbors = image_neighbors(spark, cfg, report)
-    if sc.rating_weight > 0:
+    if sc.rating_weight >= 1:  # the hybrid's neighbours: no poster search needed
+        ratings = spark.table(ensure_table(spark, cfg, S.RATINGS))
+        rating = rating_neighbors(ratings, RatingSimParams(sc.top_k, sc.rating_min_support, sc.rating_max_history))
+        neighbors = blend_neighbors(None, rating, 1.0, sc.rating_shrinkage, sc.top_k)
+        report.source = "rating"
+        report.items = ratings.select(S.ITEM_ID).distinct().count()
+    else:
+        neighbors = image_neighbors(spark, cfg, report)
+    if 0 < sc.rating_weight < 1:
         ratings = spark.table(ensure_table(spark, cfg, S.RATINGS))
         rating = rating_neighbors(ratings, RatingSimParams(sc.top_k, sc.rating_min_support, sc.rating_max_history))
         neighbors = blend_neighbors(neighbors, rating, sc.rating_weight, sc.rating_shrinkage, sc.top_k)
+        report.source = "blend"
     neighbors = neighbors.select(
         S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY, F.col(S.RANK).cast("int").alias(S.RANK), S.SHARED_GENRES,
         F.lit(cfg.run_id).alias(S.RUN_ID)).persist()

@@ -209,7 +209,7 @@ def test_models_see_only_the_training_part(spark: SparkSession, evaluated: tuple
     trained = train.toPandas()
     rated = set(zip(trained[S.CUSTOMER_ID], trained[S.ITEM_ID]))
     held = set(zip(test[S.CUSTOMER_ID], test[S.ITEM_ID]))
-    for model in ("popular", "als", "hybrid_rating"):
+    for model in ("popular", "als", "paper_rating", "hybrid"):
         recs = recommend_with(spark, cfg, model, inputs).toPandas()
         pairs = set(zip(recs[S.CUSTOMER_ID], recs[S.ITEM_ID]))
         assert not pairs & rated, model  # never an item rated in training
@@ -221,12 +221,65 @@ def test_report_has_the_table_plots_and_a_self_contained_html(evaluated: tuple[C
     cfg, report = evaluated
     md = Path(report.report_path)
     text = md.read_text()
-    assert "| model | ndcg@10" in text and "hybrid_rating" in text
+    assert "| model | ndcg@10" in text and "| paper |" in text and "| hybrid |" in text
     for name in ("ndcg_at_10.png", "coverage_at_10.png", "genre_distribution.png"):
         assert (md.parent / name).stat().st_size > 1000, name
     html = (md.parent / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len([p for p in md.parent.glob("*.png")])
     assert "\n".join(report.lines()).count("| ") >= len(cfg.evaluate.models)
+
+
+def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
+                                                       evaluated: tuple[Config, EvaluateReport]) -> None:
+    """The default recommender end to end: rating neighbours from the similarity stage and the fitted
+    cold-start model; Spark's partitioned, batched scoring equals one numpy batch on the driver."""
+    from hybridrec.recommend import cold_scorer, fit_min_lift, neighbor_matrix, run_recommend
+    from hybridrec.scoring import SOURCE_COLD_START, score_batch
+    from hybridrec.similarity import run_similarity
+
+    cfg, _ = evaluated
+    hybrid = Config(**{**cfg.__dict__, "similarity": replace(cfg.similarity, rating_weight=1.0),
+                       "recommend": replace(cfg.recommend, model="hybrid", partitions=3, batch_rows=50),
+                       "run": replace(cfg.run, id="hyb1")})
+    sim = run_similarity(spark, hybrid)
+    assert sim.source == "rating" and "rating neighbours only" in sim.lines()[0]
+    report = run_recommend(spark, hybrid)
+    got = spark.table(cfg.table(S.RECOMMENDATIONS)).filter(F.col(S.RUN_ID) == "hyb1").toPandas()
+    ratings = spark.table(cfg.table(S.RATINGS))
+    items = spark.table(cfg.table(S.ITEMS))
+    counts = ratings.groupBy(S.ITEM_ID).count().toPandas()
+    thin = set(counts[counts["count"] < hybrid.recommend.cold_start.max_ratings][S.ITEM_ID])
+    assert report.model == "hybrid" and report.cold_items >= len(thin) > 0 and report.cold_rows > 0
+    assert any("cold-start model" in line for line in report.lines())
+    assert any("fitted on a temporal carve-out" in line for line in report.lines())  # min_lift: null
+    cold_rows = got[got[S.SOURCE] == SOURCE_COLD_START]
+    assert len(cold_rows) == report.cold_rows and cold_rows[S.BECAUSE_ITEM_ID].isna().all()
+    assert cold_rows[S.SCORE].between(0, 1).all()  # a probability of relevance
+    warm = got[got[S.SOURCE] == "neighbors"]
+    assert not set(warm[S.ITEM_ID]) & thin  # the cold model owns the thin items
+    # same inputs on the driver in one batch
+    neighbors = spark.table(cfg.table(S.ITEM_NEIGHBORS)).filter(F.col(S.RUN_ID) == "hyb1")
+    cold = cold_scorer(spark, hybrid, ratings, items)
+    lift, by_lift = fit_min_lift(spark, hybrid, ratings, items)  # chosen on the training ratings' carve-out
+    assert set(by_lift) == set(hybrid.recommend.cold_start.lift_grid) and cold.lift == lift
+    assert by_lift[lift] == max(by_lift.values()) and all(0 <= v <= 1 for v in by_lift.values())
+    r = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas()
+    want = score_batch(r[S.CUSTOMER_ID].to_numpy(), r[S.ITEM_ID].to_numpy(), r[S.RATING].to_numpy(np.float64),
+                       neighbor_matrix(neighbors), hybrid.recommend.top_n, hybrid.recommend.threshold, None, cold)
+    mine = got[got[S.SOURCE].isin(["neighbors", SOURCE_COLD_START])].sort_values([S.CUSTOMER_ID, S.RANK])
+    want = want.sort_values([S.CUSTOMER_ID, S.RANK])
+    assert mine[S.ITEM_ID].tolist() == want[S.ITEM_ID].tolist()
+    assert mine[S.SOURCE].tolist() == want[S.SOURCE].tolist()
+    np.testing.assert_allclose(mine[S.SCORE].to_numpy(), want[S.SCORE].to_numpy(), rtol=1e-9)
+    # never more cold picks than the slots in a list the neighbours filled
+    per = got.groupby(S.CUSTOMER_ID)[S.SOURCE].agg(lambda s: ((s == SOURCE_COLD_START).sum(), len(s)))
+    for n_cold, n in per:
+        assert n <= hybrid.recommend.top_n
+        # more than the slots only where the neighbours left the list short
+        assert n_cold <= hybrid.recommend.cold_start.slots or n - n_cold < hybrid.recommend.top_n - \
+            hybrid.recommend.cold_start.slots
+    rated = set(zip(r[S.CUSTOMER_ID], r[S.ITEM_ID]))
+    assert not set(zip(got[S.CUSTOMER_ID], got[S.ITEM_ID])) & rated
 
 
 def test_similarity_stage_blends_ratings_so_items_without_posters_get_neighbours(
@@ -293,13 +346,20 @@ def test_new_item_protocol_ranks_only_hidden_items(spark: SparkSession, evaluate
     inputs = ModelInputs(train=train, customers=truth.select(S.CUSTOMER_ID), n=10,
                          candidates=test.select(S.ITEM_ID).distinct())
     cfg2 = Config(**{**cfg.__dict__, "evaluate": ec})
-    for model in ("random", "genre_affinity", "hybrid", "item_knn", "popular"):
+    recall = {}
+    relevant = truth.toPandas()
+    for model in ("random", "genre_affinity", "paper", "hybrid", "item_knn", "popular"):
         recs = recommend_with(spark, cfg2, model, inputs).toPandas()
         assert set(recs[S.ITEM_ID]) <= hidden, model
-        if model in ("random", "genre_affinity"):
+        if model in ("random", "genre_affinity", "hybrid"):
             assert recs[S.CUSTOMER_ID].nunique() == truth.count(), model  # everybody gets a list
         if model == "item_knn":
             assert recs.empty  # rating similarity cannot reach items nobody rated
+        top = recs.groupby(S.CUSTOMER_ID)[S.ITEM_ID].apply(set).to_dict()
+        recall[model] = float(np.mean([len(top.get(c, set()) & set(items)) / len(items)
+                                       for c, items in zip(relevant[S.CUSTOMER_ID], relevant["_t_items"])]))
+    # the cold-start model ranks new items far better than the paper's poster neighbours and the floors
+    assert recall["hybrid"] > 1.5 * recall["paper"] and recall["hybrid"] > recall["genre_affinity"] > 0, recall
     a = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
     b = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
     assert a[S.ITEM_ID].tolist() == b[S.ITEM_ID].tolist()  # seeded

@@ -1,0 +1,154 @@
+"""The hybrid's cold-start model: features against a loop reference, the fit, the list policy, hubs."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridrec.coldstart import (
+    FEATURES, ColdModel, ColdScorer, build_catalogue, carve_out, centred_unit, cold_features, fit_cold_model,
+    fit_logistic, image_neighbours, reference_features)
+from hybridrec.scoring import SOURCE_COLD_START, SOURCE_NEIGHBORS, NeighborMatrix, score_batch
+
+
+def _items(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    genres = ["Action", "Comedy", "Drama", "Horror"]
+    return pd.DataFrame({
+        "item_id": np.arange(1, n + 1, dtype=np.int64),
+        "genres": [list(rng.choice(genres, size=rng.integers(1, 3), replace=False)) for _ in range(n)],
+        "vote_count": rng.integers(0, 5000, n).astype(float),
+        "vote_average": np.round(rng.uniform(3, 9, n), 1)})
+
+
+def test_features_equal_the_loop_reference() -> None:
+    rng = np.random.default_rng(3)
+    items = _items(30, rng)
+    items.loc[4, "vote_count"] = np.nan  # unknown metadata counts 0
+    vec_ids = np.arange(1, 31, dtype=np.int64)[rng.random(30) < 0.8]  # some items have no poster
+    vectors = rng.normal(size=(len(vec_ids), 8)).astype(np.float32) + 3.0  # a shared direction, as CNN features
+    cold = np.array([2, 5, 9, 17, 30], dtype=np.int64)
+    rated = np.setdiff1d(np.arange(1, 31), cold)
+    cat = build_catalogue(items, cold, rated, vec_ids, vectors, k=4)
+    rows = [(c, int(i), float(rng.integers(1, 6))) for c in (7, 8, 11) for i in rng.choice(30, 9, replace=False) + 1]
+    rows.append((12, 9, 5.0))  # a customer who rated a cold item only
+    c, i, r = (np.array(x) for x in zip(*rows))
+    cust, x, rated_mask = cold_features(c, i, r, cat, threshold=3.0)
+    assert x.shape == (4, len(cold), len(FEATURES))
+    for a, cust_id in enumerate(cust):
+        history = {int(ii): float(rr) for cc, ii, rr in rows if cc == cust_id}
+        for b, item in enumerate(cat.cold_ids):
+            assert x[a, b] == pytest.approx(reference_features(history, int(item), cat, 3.0), abs=1e-9)
+            assert rated_mask[a, b] == (int(item) in history)
+
+
+def test_image_neighbours_are_centred_topk_among_rated_items() -> None:
+    rng = np.random.default_rng(0)
+    vec_ids = np.arange(1, 41, dtype=np.int64)
+    vectors = (rng.normal(size=(40, 6)) + 5.0).astype(np.float32)
+    rated = np.arange(5, 41, dtype=np.int64)
+    m = image_neighbours(np.array([1, 2, 7]), rated, vec_ids, vec_ids, vectors, k=3).toarray()
+    unit = centred_unit(vectors, vectors[4:])
+    for row, item in enumerate((1, 2, 7)):
+        sims = {int(j): float(unit[item - 1] @ unit[j - 1]) for j in rated if j != item}
+        top = sorted(sims, key=lambda j: (-sims[j], j))[:3]
+        expect = {j: s for j, s in ((j, sims[j]) for j in top) if s > 0}
+        got = {int(vec_ids[c]): v for c, v in enumerate(m[row]) if v != 0}
+        assert got.keys() == expect.keys() and all(got[j] == pytest.approx(expect[j], abs=1e-5) for j in got)
+        assert item not in got
+
+
+def test_centring_removes_poster_hubs() -> None:
+    """Raw CNN features share one direction: raw cosine makes a few items everybody's neighbour."""
+    rng = np.random.default_rng(1)
+    common = rng.normal(size=32) * 4
+    vectors = (common + rng.normal(size=(300, 32)) * rng.uniform(0.5, 2.0, size=(300, 1))).astype(np.float32)
+    ids = np.arange(1, 301, dtype=np.int64)
+
+    def max_in_degree(v: np.ndarray) -> int:
+        u = v / np.linalg.norm(v, axis=1, keepdims=True)
+        s = u @ u.T
+        np.fill_diagonal(s, -np.inf)
+        top = np.argsort(-s, axis=1)[:, :5]
+        return int(np.bincount(top.ravel(), minlength=len(v)).max())
+
+    raw = max_in_degree(vectors)
+    centred = max_in_degree(centred_unit(vectors, vectors))
+    assert raw > 3 * centred  # the hub effect, and centring's cure
+    m = image_neighbours(ids[:50], ids[50:], ids, ids, vectors, k=5)
+    assert np.bincount(m.indices, minlength=300).max() <= centred + 5
+
+
+def test_logistic_fit_recovers_the_generating_weights() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40000, 3)) * [1.0, 2.0, 0.5] + [0, 1, 3]
+    true_w = np.array([1.5, -0.5, 0.0])
+    z = ((x - x.mean(0)) / x.std(0)) @ true_w - 1.0
+    y = (rng.random(len(x)) < 1 / (1 + np.exp(-z))).astype(float)
+    model = fit_logistic(x, y, ["prior", "vote_average", "genre"], l2=0.0)
+    assert model.weights == pytest.approx(true_w, abs=0.06)
+    assert model.bias == pytest.approx(-1.0, abs=0.06)
+    assert model.base_rate == pytest.approx(y.mean())
+    p = model.probability(x)
+    assert abs(p.mean() - y.mean()) < 0.01  # calibrated in the large
+
+
+def test_fit_sees_only_the_ratings_it_is_given_and_learns_the_signal() -> None:
+    """Customers like popular items of their genre; the fit must find prior and genre positive."""
+    rng = np.random.default_rng(2)
+    items = _items(200, rng)
+    pop = np.log1p(items["vote_count"].to_numpy())
+    rows = []
+    for c in range(1, 151):
+        taste = rng.choice(["Action", "Comedy", "Drama", "Horror"])
+        w = np.exp(pop / 3) * np.array([3.0 if taste in g else 0.3 for g in items["genres"]])
+        for i in rng.choice(items["item_id"].to_numpy(), 25, replace=False, p=w / w.sum()):
+            g = items.loc[i - 1, "genres"]
+            rows.append((c, int(i), 5.0 if taste in g else float(rng.integers(1, 4))))
+    ratings = pd.DataFrame(rows, columns=["customer_id", "item_id", "rating"])
+    ids = items["item_id"].to_numpy()
+    vectors = rng.normal(size=(200, 8)).astype(np.float32)
+    model = fit_cold_model(ratings, items, ids, vectors, features=["prior", "genre", "image"], fraction=0.2, seed=0,
+                           threshold=3.0, relevant=4.0, neighbours=10, l2=1.0)
+    assert model.features == ("prior", "genre", "image")
+    w = dict(zip(model.features, model.weights))
+    assert w["prior"] > 0.2 and w["genre"] > 0.2
+    assert 0 < model.base_rate < 0.5
+    hidden = carve_out(ratings, 0.2, 0)
+    assert len(hidden) == round(0.2 * ratings["item_id"].nunique()) and np.isin(hidden, ratings["item_id"]).all()
+
+
+def _scorer(cold_ids: np.ndarray, probs: dict[int, float], slots: int, min_p: float) -> ColdScorer:
+    """A scorer whose probability is a fixed per-item number (prior feature = logit(p))."""
+    ids = np.sort(cold_ids)
+    items = pd.DataFrame({"item_id": np.arange(1, 21, dtype=np.int64), "genres": [["Drama"]] * 20,
+                          "vote_count": 0.0, "vote_average": 0.0})
+    cat = build_catalogue(items, ids, np.arange(1, 21), np.zeros(0, np.int64), np.zeros((0, 4), np.float32), 5)
+    logit = np.array([np.log(probs[int(i)] / (1 - probs[int(i)])) for i in ids])
+    cat = type(cat)(cat.cold_ids, logit, cat.vote_average, cat.item_ids, cat.item_genres, cat.cold_genres, cat.image)
+    model = ColdModel(("prior",), np.array([1.0]), 0.0, np.zeros(1), np.ones(1), 0.1)
+    return ColdScorer(cat, model, slots, min_p)
+
+
+def test_cold_items_take_the_last_slots_when_confident_and_fill_short_lists() -> None:
+    # warm neighbours: 1 -> 2..6 (sim 0.9 .. 0.5); items 15..18 are cold
+    pairs = [(1, j, 1.0 - 0.1 * (j - 1)) for j in range(2, 7)] + [(1, 15, 0.99)]
+    nm = NeighborMatrix.from_pairs(*(np.array(x) for x in zip(*pairs)))
+    cold = _scorer(np.array([15, 16, 17, 18]), {15: 0.3, 16: 0.5, 17: 0.05, 18: 0.2}, slots=2, min_p=0.15)
+    customers = np.array([100, 100, 200])
+    items = np.array([1, 16, 1])
+    ratings = np.array([5.0, 2.0, 5.0])
+    out = score_batch(customers, items, ratings, nm, 5, 3.0, None, cold)
+    a = out[out.customer_id == 100]
+    # warm 2,3,4 then the two most probable unrated confident cold items (16 is rated): 15 (0.3), 18 (0.2)
+    assert a.item_id.tolist() == [2, 3, 4, 15, 18] and a["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert a.source.tolist() == [SOURCE_NEIGHBORS] * 3 + [SOURCE_COLD_START] * 2
+    assert a.score.tolist()[3:] == pytest.approx([0.3, 0.2])
+    b = out[out.customer_id == 200]
+    assert b.item_id.tolist() == [2, 3, 4, 16, 15]  # 15 is never a warm candidate: the cold model owns it
+    # a list the warm side cannot fill is filled with cold items, confident or not
+    short = score_batch(np.array([300]), np.array([6]), np.array([5.0]), nm, 5, 3.0, None, cold)
+    assert short.item_id.tolist() == [16, 15, 18, 17] and set(short.source) == {SOURCE_COLD_START}
+    # nothing confident: the warm list stays whole
+    none = score_batch(customers, items, ratings, nm, 5, 3.0, None,
+                       _scorer(np.array([15, 16, 17, 18]), {15: 0.3, 16: 0.5, 17: 0.05, 18: 0.2}, 2, 0.9))
+    assert none[none.customer_id == 100].item_id.tolist() == [2, 3, 4, 5, 6]
