@@ -23,7 +23,7 @@ from hybridrec import schemas as S
 from hybridrec.backbones import ModelSpec, check_weights, get_extractor
 from hybridrec.config import Config
 from hybridrec.images import decode_for_cnn
-from hybridrec.tables import ensure_table
+from hybridrec.tables import ensure_table, retry_on_conflict
 
 STAGE_EMBED = "embed.posters"
 POSTERS_PER_PARTITION = 1000
@@ -65,6 +65,9 @@ def embed_column(spec: ModelSpec, batch_size: int) -> Callable[[Column], Column]
     """A ``struct<vector, reason>`` iterator pandas UDF over a binary image column."""
 
     def udf(images: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from hybridrec.faults import maybe_fail
+
+        maybe_fail("embed")
         return embed_batches(spec, batch_size, images)
 
     return F.pandas_udf(udf, EMBED_RESULT)  # type: ignore[call-overload]
@@ -165,9 +168,11 @@ def run_embed(spark: SparkSession, cfg: Config) -> EmbedReport:
         report.computed, report.quarantined = by_reason.get(True, 0), by_reason.get(False, 0)
         if report.computed:
             ok = computed.filter(F.col(S.REASON).isNull()).drop(S.REASON)
-            (DeltaTable.forName(spark, report.tables[S.ITEM_EMBEDDINGS]).alias("t")
-             .merge(ok.alias("s"), f"t.{S.ITEM_ID} = s.{S.ITEM_ID} AND t.{S.MODEL_KEY} = s.{S.MODEL_KEY}")
-             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+            table = report.tables[S.ITEM_EMBEDDINGS]
+            retry_on_conflict(table, lambda: (  # a MERGE by key: rerunning it after a conflict is exact
+                DeltaTable.forName(spark, table).alias("t")
+                .merge(ok.alias("s"), f"t.{S.ITEM_ID} = s.{S.ITEM_ID} AND t.{S.MODEL_KEY} = s.{S.MODEL_KEY}")
+                .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()))
             report.dims = int(ok.select(S.DIMS).first()[S.DIMS])  # type: ignore[index]
         if report.quarantined:
             bad = computed.filter(F.col(S.REASON).isNotNull()).select(

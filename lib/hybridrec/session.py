@@ -18,6 +18,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from hybridrec.config import Config
+from hybridrec.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,36 @@ def local_spark_conf(cfg: Config) -> dict[str, str]:
     return conf
 
 
+def metastore_in_use(data_dir: Path) -> bool:
+    """Whether another process has booted the local Derby metastore under ``data_dir``: Derby holds
+    an exclusive OS lock on ``metastore_db/dbex.lck`` while booted (a stale file is not locked)."""
+    import fcntl
+
+    lock = Path(data_dir) / "metastore_db" / "dbex.lck"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as f:  # append: never truncates Derby's file
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.lockf(f, fcntl.LOCK_UN)
+    return False
+
+
+def _busy(cfg: Config) -> UserError:
+    return UserError(f"the local metastore {cfg.data_dir / 'metastore_db'} is in use by another hybridrec run "
+                     "(Derby serves one process at a time); wait for it to finish, or use another storage.data_dir")
+
+
 def build_session(cfg: Config) -> SparkSession:
-    """Return the SparkSession for this config (see module docstring)."""
+    """Return the SparkSession for this config (see module docstring). In local mode a second run
+    on the same data folder stops at once with one line, before touching any table."""
     if cfg.spark.mode == "cluster":
         spark = SparkSession.builder.getOrCreate()
     else:
+        if metastore_in_use(cfg.data_dir):
+            raise _busy(cfg)
         Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
         # Python workers run the driver's interpreter (so they see the same packages); pyspark
         # reads this variable when it creates the SparkContext.
@@ -79,7 +105,13 @@ def build_session(cfg: Config) -> SparkSession:
             builder = builder.config(key, value)
         spark = builder.enableHiveSupport().getOrCreate()
         spark.sparkContext.setLogLevel(cfg.spark.log_level)
-    ensure_database(spark, cfg)
+    try:
+        ensure_database(spark, cfg)
+    except Exception as exc:  # lost the race to boot Derby (both checked before either booted it)
+        if cfg.spark.mode != "cluster" and "SessionHiveMetaStoreClient" in str(exc) and metastore_in_use(cfg.data_dir):
+            spark.stop()
+            raise _busy(cfg) from None
+        raise
     return spark
 
 

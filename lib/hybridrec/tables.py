@@ -1,7 +1,17 @@
-"""Delta table helpers: create with comments, upsert only what changed, replace a run's rows."""
+"""Delta table helpers: create with comments, upsert only what changed, replace a run's rows.
+
+Writes retry on Delta's optimistic-concurrency conflicts (another run committed to the same table
+between our read and our commit): the whole step is recomputed against the new table state - an
+upsert re-diffs, a replace re-compares, so a concurrent identical write turns ours into a no-op -
+and after ``CONFLICT_ATTEMPTS`` tries the run stops with one line naming the table.
+"""
 from __future__ import annotations
 
+import logging
+import random
+import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -9,8 +19,47 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from hybridrec.config import Config
+from hybridrec.errors import UserError
 from hybridrec.schemas import TABLE_COMMENTS, TABLE_SCHEMAS
 from hybridrec.session import ensure_database
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF_S = 0.5
+conflicts_retried = 0  # process-wide count of conflicting commits that were retried (tests, logs)
+
+
+def conflict_classes() -> tuple[type[BaseException], ...]:
+    """Delta's concurrent-modification exceptions (importing them installs their conversion from
+    the JVM's exceptions)."""
+    from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteException,
+                                  ConcurrentDeleteReadException, ConcurrentTransactionException,
+                                  ConcurrentWriteException, MetadataChangedException, ProtocolChangedException)
+
+    return (ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentDeleteDeleteException,
+            ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException,
+            ProtocolChangedException)
+
+
+def retry_on_conflict(full_name: str, step: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run ``step``; on a Delta conflict run it again (jittered exponential backoff)."""
+    global conflicts_retried
+    classes = conflict_classes()
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except classes as exc:
+            if attempt == attempts:
+                raise UserError(f"table {full_name}: concurrent writes kept conflicting ({type(exc).__name__}) "
+                                f"after {attempts} attempts; another run is writing it - rerun when it is done") \
+                    from None
+            conflicts_retried += 1
+            wait = CONFLICT_BACKOFF_S * 2 ** (attempt - 1) * (1 + random.random())
+            log.warning("table %s: %s from a concurrent commit; retrying in %.1fs (attempt %d of %d)",
+                        full_name, type(exc).__name__, wait, attempt + 1, attempts)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def ensure_table(spark: SparkSession, cfg: Config, name: str, schema: StructType | None = None,
@@ -40,6 +89,12 @@ class UpsertResult:
 
 def upsert_changed(spark: SparkSession, full_name: str, source: DataFrame, keys: list[str],
                    change_col: str, order_col: str) -> UpsertResult:
+    """See :func:`_upsert_changed`; retried as a whole on Delta conflicts."""
+    return retry_on_conflict(full_name, lambda: _upsert_changed(spark, full_name, source, keys, change_col, order_col))
+
+
+def _upsert_changed(spark: SparkSession, full_name: str, source: DataFrame, keys: list[str],
+                    change_col: str, order_col: str) -> UpsertResult:
     """Upsert ``source`` into a Delta table, touching only new or changed rows.
 
     A source row is *new* if its key is absent; *changed* if ``change_col`` differs and its
@@ -78,6 +133,12 @@ def upsert_changed(spark: SparkSession, full_name: str, source: DataFrame, keys:
 
 def replace_rows(spark: SparkSession, full_name: str, df: DataFrame, predicate: str,
                  compare_cols: list[str] | None = None) -> bool:
+    """See :func:`_replace_rows`; retried as a whole on Delta conflicts."""
+    return retry_on_conflict(full_name, lambda: _replace_rows(spark, full_name, df, predicate, compare_cols))
+
+
+def _replace_rows(spark: SparkSession, full_name: str, df: DataFrame, predicate: str,
+                  compare_cols: list[str] | None = None) -> bool:
     """Atomically replace the rows matching ``predicate`` (e.g. one run's) with ``df``.
 
     With ``compare_cols``, nothing is written when the stored rows already equal ``df`` on those
@@ -92,7 +153,7 @@ def replace_rows(spark: SparkSession, full_name: str, df: DataFrame, predicate: 
         elif stored.exceptAll(new).isEmpty() and new.exceptAll(stored).isEmpty():
             return False
     columns = spark.table(full_name).columns
-    view = f"_hybridrec_replace_{abs(hash((full_name, predicate))):x}"
+    view = f"_hybridrec_replace_{abs(hash((full_name, predicate))):x}_{random.getrandbits(32):x}"
     df.select(*columns).createOrReplaceTempView(view)
     try:
         # INSERT ... REPLACE WHERE keeps the table's schema and column comments as they are.

@@ -1,0 +1,197 @@
+"""Faults and concurrency on the shared session: Delta conflicts are retried and never mix runs,
+reruns are no-ops, a new run appends, an older run date is written (not skipped), and the fault
+hook fails exactly a task's first attempt."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hybridrec import schemas as S
+from hybridrec import tables
+from hybridrec.config import Config
+from hybridrec.errors import UserError
+from hybridrec.tables import ensure_table, replace_rows, retry_on_conflict, sql_str
+
+ROOT = Path(__file__).resolve().parents[2]
+COLS = [S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE]
+
+
+def recs(spark: SparkSession, run: str, offset: int = 0, n: int = 40) -> DataFrame:
+    return spark.range(n).select(
+        (F.col("id") % 10).alias(S.CUSTOMER_ID), (F.col("id") / 10 + 1).cast("int").alias(S.RANK),
+        (F.col("id") + offset).alias(S.ITEM_ID), (F.col("id") * 0.5).alias(S.SCORE),
+        F.lit(None).cast("long").alias(S.BECAUSE_ITEM_ID), F.lit("neighbors").alias(S.SOURCE),
+        F.lit(run).alias(S.RUN_ID))
+
+
+def test_retry_on_conflict_retries_the_specific_delta_classes_then_names_the_table() -> None:
+    from delta.exceptions import ConcurrentAppendException, ConcurrentDeleteReadException
+
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise (ConcurrentAppendException if len(calls) == 1 else ConcurrentDeleteReadException)("conflict")
+        return "done"
+
+    before = tables.conflicts_retried
+    assert retry_on_conflict("db.t", flaky, attempts=3) == "done" and len(calls) == 3
+    assert tables.conflicts_retried == before + 2
+
+    def always() -> None:
+        raise ConcurrentAppendException("conflict")
+
+    with pytest.raises(UserError, match=r"table db.t: concurrent writes kept conflicting \(ConcurrentAppendException\) "
+                                        r"after 2 attempts"):
+        retry_on_conflict("db.t", always, attempts=2)
+
+    def other() -> None:
+        raise ValueError("not a conflict")
+
+    with pytest.raises(ValueError):  # anything else is not retried
+        retry_on_conflict("db.t", other)
+
+
+def test_concurrent_writers_of_one_table_never_mix_or_double_runs(spark: SparkSession,
+                                                                   make_cfg: Callable[..., Config]) -> None:
+    """Six writers at once: three replace run a with the same rows, three write runs b, c, d."""
+    cfg = make_cfg()
+    table = ensure_table(spark, cfg, S.RECOMMENDATIONS)
+    jobs = [("a", 0), ("a", 0), ("b", 100), ("a", 0), ("c", 200), ("d", 300)]
+    start = threading.Barrier(len(jobs))
+    errors: list[BaseException] = []
+
+    def write(run: str, offset: int) -> None:
+        try:
+            start.wait()
+            replace_rows(spark, table, recs(spark, run, offset), f"{S.RUN_ID} = {sql_str(run)}", compare_cols=COLS)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    got = spark.table(table)
+    assert got.count() == 4 * 40
+    assert got.groupBy(S.RUN_ID, S.CUSTOMER_ID, S.RANK).count().filter("count > 1").isEmpty()  # nothing doubled
+    for run, offset in (("a", 0), ("b", 100), ("c", 200), ("d", 300)):
+        mine = got.filter(F.col(S.RUN_ID) == run).select(*COLS)
+        want = recs(spark, run, offset).select(*COLS)
+        assert mine.exceptAll(want).isEmpty() and want.exceptAll(mine).isEmpty(), run  # never mixed
+
+
+def test_idempotency_hazards(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
+    """Same run id twice: no new version. A new run appends. An older run date runs and is written
+    (a backfill), and the latest view keeps showing the newest run date."""
+    from hybridrec.recommend import run_recommend
+    from tests.integration.test_recommend import load_world
+    from tests.unit.test_scoring import random_world
+
+    _, NN, R = random_world(3, customers=12, grid=True)
+    cfg = make_cfg("recommend.top_n=3", "run.id=2026-11-02", "run.date=2026-11-02")
+    load_world(spark, cfg, NN, R, "2026-11-02")
+    first = run_recommend(spark, cfg)
+    history = lambda: spark.sql(f"DESCRIBE HISTORY {cfg.table(S.RECOMMENDATIONS)}").count()
+    versions = history()
+    run_recommend(spark, cfg)
+    assert history() == versions  # same run again: a no-op
+    older = make_cfg("recommend.top_n=3", "run.id=2026-11-01", "run.date=2026-11-01", database=cfg.storage.database)
+    load_world(spark, older, NN, R, "2026-11-01")
+    back = run_recommend(spark, older)
+    assert history() == versions + 1 and back.rows == first.rows  # the backfill is written, not skipped
+    table = spark.table(cfg.table(S.RECOMMENDATIONS))
+    assert {r[0] for r in table.select(S.RUN_ID).distinct().collect()} == {"2026-11-01", "2026-11-02"}
+    latest = spark.table(cfg.table(S.RECOMMENDATIONS_LATEST)).select(S.RUN_ID).distinct().collect()
+    assert [r[0] for r in latest] == ["2026-11-02"]
+
+
+def test_the_fault_hook_fails_only_first_attempts(spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off unless set; when set, the first attempt of each task raises (Spark's retry is what
+    tests/integration/test_cli.py exercises on the standalone cluster)."""
+    from hybridrec.faults import ENV, maybe_fail
+
+    maybe_fail("embed")  # unset: nothing happens (and outside a task too)
+    monkeypatch.setenv(ENV, "embed:raise")
+    maybe_fail("embed")  # on the driver (no task): nothing happens
+
+    def run(batches):  # type: ignore[no-untyped-def]
+        from hybridrec.faults import maybe_fail as fail
+
+        fail("embed")
+        yield from batches
+
+    # Python workers get the variable through the context's executor environment (set per UDF)
+    env = spark.sparkContext.environment
+    try:
+        env[ENV] = "embed:raise"
+        # local[2] allows no retry: the injected fault surfaces as the task's error
+        with pytest.raises(Exception, match="injected fault in stage embed"):
+            spark.range(4, numPartitions=2).mapInPandas(run, "id long").collect()
+        env[ENV] = "similarity:raise"
+        assert spark.range(4, numPartitions=2).mapInPandas(run, "id long").count() == 4  # other stages unaffected
+    finally:
+        env.pop(ENV, None)
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_write_leaves_every_table_at_a_committed_version(spark: SparkSession,
+                                                                          tmp_path: Path) -> None:
+    """SIGKILL the whole driver (Python and JVM) while the posters MERGE - the run's largest write -
+    has files on disk but no commit: every table still reads at its previous version, and rerunning
+    the same run completes with nothing doubled."""
+    data = tmp_path / "data"
+    env = {**os.environ, "HYBRIDREC_DATA": str(data), "PYTHONPATH": str(ROOT / "lib")}
+    cmd = [sys.executable, "-m", "hybridrec.cli", "pipeline", "--stages", "ingest", "--set", "spark.master=local[2]",
+           "--set", "demo.movies=150", "--set", "demo.customers=30", "--set", "run.id=k1"]
+    posters = data / "warehouse" / "hybridrec.db" / "posters"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    committed_before: list[str] = []
+    deadline = time.time() + 600
+    caught = False
+    while proc.poll() is None and time.time() < deadline:
+        log = sorted(p.name for p in (posters / "_delta_log").glob("*.json")) if posters.is_dir() else []
+        files = list(posters.glob("*.parquet")) if posters.is_dir() else []
+        if files and len(log) == 1:  # data files written, only the CREATE committed: mid-write
+            os.killpg(proc.pid, signal.SIGKILL)
+            committed_before, caught = log, True
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert caught, "the posters write was never caught between its files and its commit"
+
+    # every table reads at a committed version; posters at its previous one (empty, only created)
+    from delta.tables import DeltaTable
+
+    db = data / "warehouse" / "hybridrec.db"
+    assert sorted(p.name for p in (posters / "_delta_log").glob("*.json")) == committed_before
+    assert spark.read.format("delta").load(str(posters)).count() == 0  # orphan files are not read
+    for table in db.iterdir():
+        if (table / "_delta_log").is_dir():
+            DeltaTable.forPath(spark, str(table)).history().count()  # readable
+            spark.read.format("delta").load(str(table)).count()
+
+    # the same run again completes, and nothing is doubled
+    done = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    keys = {"items": ["item_id"], "posters": ["item_id"], "ratings": ["customer_id", "item_id"]}
+    for name, key in keys.items():
+        df = spark.read.format("delta").load(str(db / name))
+        assert df.count() > 0 and df.groupBy(*key).count().filter("count > 1").isEmpty(), name
+    quarantine = spark.read.format("delta").load(str(db / "quarantine"))
+    assert quarantine.groupBy("stage", "record", "reason").count().filter("count > 1").isEmpty()
+    assert "read = inserted + updated + unchanged + quarantined holds" in done.stdout
