@@ -13,8 +13,9 @@ test:                ## the whole test suite (what CI runs)
 typecheck:
 	@venv=$(VENV) && "$$venv/bin/python" -m mypy
 
-wheel:
-	@venv=$(VENV) && "$$venv/bin/python" setup.py -q bdist_wheel
+wheel:               ## dist/hybridrec-<v>-py3-none-any.whl, and its copy -pyfiles.zip for spark-submit --py-files
+	@venv=$(VENV) && "$$venv/bin/python" -m pip wheel --no-deps --no-build-isolation -q -w dist . && rm -rf build \
+	  && for w in dist/hybridrec-*-py3-none-any.whl; do cp "$$w" "$${w%-py3-none-any.whl}-pyfiles.zip"; done && ls dist
 
 clean-data:          ## forget the local tables and demo crawl
 	rm -rf .hybridrec

@@ -266,6 +266,13 @@ def recommend_with(spark: SparkSession, cfg: Config, model: str, inputs: ModelIn
                                    "left_semi")
         fallback = None
     nm = neighbor_matrix(neighbors)
-    cold = cold_scorer(spark, cfg, inputs.train, items, keep) if model == "hybrid" else None
+    cold = None
+    if model == "hybrid":
+        cold = cold_scorer(spark, cfg, inputs.train, items, keep)
+        # a customer with no training rating still gets the cold-start model's list: one placeholder row
+        absent = inputs.customers.join(history, S.CUSTOMER_ID, "left_anti").select(
+            S.CUSTOMER_ID, F.lit(-1).cast("long").alias(S.ITEM_ID), F.lit(0.0).alias(S.RATING),
+            F.lit(None).cast("timestamp").alias(S.TIMESTAMP))
+        history = history.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP).unionByName(absent)
     recs = recommend(spark, history, nm, fallback, inputs.n, rc.threshold, rc.partitions, rc.batch_rows, cold)
     return recs.select(S.CUSTOMER_ID, F.col(S.RANK).cast("int").alias(S.RANK), S.ITEM_ID, S.SCORE)

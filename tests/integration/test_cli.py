@@ -4,9 +4,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from pyspark.sql import SparkSession
+
+from hybridrec import schemas as S
+from tests.standalone import (Standalone, assert_same_table, build_pyfiles_zip, spark_env, submit_args,
+                              table_frame)
 
 ROOT = Path(__file__).resolve().parents[2]
 HYBRIDREC = [sys.executable, "-m", "hybridrec.cli"]
@@ -17,14 +25,52 @@ def run(args: list[str], data: Path, timeout: int = 600) -> subprocess.Completed
     return subprocess.run(HYBRIDREC + args, cwd=ROOT, env=env, text=True, capture_output=True, timeout=timeout)
 
 
+SMALL = ["--set", "demo.movies=60", "--set", "demo.customers=20", "--set", "demo.poster_width=32",
+         "--set", "demo.poster_height=48", "--set", "run.id=cli",
+         "--set", "embed.input_size=32", "--set", "similarity.top_k=5",
+         "--set", "train.min_items=10", "--set", "train.epochs=5",
+         "--set", "evaluate.models=[popular, item_knn, hybrid]", "--set", "evaluate.ks=[10]"]
+
+
+CANARY = "canary-tmdb-key-5f0c1e9a"  # set as TMDB_API_KEY for the runs below: it must surface nowhere
+
+
+def assert_no_canary(texts: list[str], data: Path) -> None:
+    """Not in any output or log, nor in any Delta commit (commitInfo holds the operation's parameters)."""
+    for text in texts:
+        assert CANARY not in text
+    for log in data.glob("warehouse/*/*/_delta_log/*.json"):
+        assert CANARY not in log.read_text(), log
+
+
+@dataclass
+class LocalRun:
+    data: Path
+    done: subprocess.CompletedProcess[str]
+    concurrent: subprocess.CompletedProcess[str]  # a second run started while the first one ran
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
+    """The README's main command on a small demo, local[2]: run once, checked by several tests.
+    While it runs, a second command on the same data folder tries to start."""
+    from hybridrec.session import metastore_in_use
+
+    data = tmp_path_factory.mktemp("local-run")
+    env = {**os.environ, "HYBRIDREC_DATA": str(data), "PYTHONPATH": str(ROOT / "lib"), "TMDB_API_KEY": CANARY}
+    proc = subprocess.Popen(HYBRIDREC + ["pipeline", *SMALL, "--set", "spark.master=local[2]"], cwd=ROOT, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not metastore_in_use(data) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    concurrent = run(["sql", "SELECT count(*) FROM items", "--set", "spark.master=local[1]"], data, timeout=120)
+    out, err = proc.communicate(timeout=900)
+    return LocalRun(data, subprocess.CompletedProcess(proc.args, proc.returncode, out, err), concurrent)
+
+
 @pytest.mark.slow
-def test_pipeline_then_sql_from_a_fresh_session(tmp_path: Path) -> None:
-    small = ["--set", "demo.movies=60", "--set", "demo.customers=20", "--set", "demo.poster_width=32",
-             "--set", "demo.poster_height=48", "--set", "spark.master=local[2]", "--set", "run.id=cli",
-             "--set", "embed.input_size=32", "--set", "similarity.top_k=5",
-             "--set", "train.min_items=10", "--set", "train.epochs=5",
-             "--set", "evaluate.models=[popular, item_knn, hybrid]", "--set", "evaluate.ks=[10]"]
-    done = run(["pipeline", *small], tmp_path)
+def test_pipeline_then_sql_from_a_fresh_session(local_run: LocalRun) -> None:
+    tmp_path, done = local_run.data, local_run.done
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     for stage in ("[demo", "[ingest", "[embed", "[train", "[similarity", "[recommend", "[evaluate"):
@@ -36,12 +82,73 @@ def test_pipeline_then_sql_from_a_fresh_session(tmp_path: Path) -> None:
     assert "sample of items:" in out and "recommendations of the newest run" in out
     assert "embed uses seeded RANDOM weights" in out  # the demo says so
     assert "unknown genre id 10769" in out and "poster file is empty (0 bytes)" in out
+    assert_no_canary([done.stdout, done.stderr, local_run.concurrent.stderr], tmp_path)
     assert (tmp_path / "warehouse" / "hybridrec.db" / "items" / "_delta_log").is_dir()
 
     # a new JVM on the same metastore finds the tables by name
     q = run(["sql", "SELECT count(*) AS n, min(run_id) AS r FROM items", "--set", "spark.master=local[1]"], tmp_path)
     assert q.returncode == 0, q.stderr[-3000:]
     assert "|65|cli|" in q.stdout.replace(" ", "")
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_local_tables_stops_with_one_line(local_run: LocalRun) -> None:
+    """Derby serves one process: a concurrent run fails at once, clearly, and the first is unharmed."""
+    c = local_run.concurrent
+    assert c.returncode == 2, c.stderr[-2000:]
+    assert c.stderr.strip().splitlines()[-1].startswith(
+        f"hybridrec: error: the local metastore {local_run.data / 'metastore_db'} is in use by another hybridrec run")
+    assert "Traceback" not in c.stderr and len(c.stderr.splitlines()) < 5
+    assert local_run.done.returncode == 0
+
+
+@pytest.mark.slow
+def test_spark_submit_on_a_standalone_cluster_survives_faults_and_matches_local_mode(
+        local_run: LocalRun, spark: SparkSession, tmp_path: Path) -> None:
+    """The wheel spark-submitted to a master and two workers on localhost: every first task attempt
+    of embed, similarity and recommend fails (an exception, a SIGKILLed Python worker), and a
+    worker dies mid-pipeline. The job retries and still writes exactly what the clean local run did."""
+    local_data, local = local_run.data, local_run.done
+    assert local.returncode == 0, local.stderr[-3000:]
+    pyfiles = build_pyfiles_zip(tmp_path / "dist")
+    cluster = Standalone(tmp_path / "cluster").start(workers=2)
+    data = tmp_path / "data"
+    out = tmp_path / "submit.out"
+    try:
+        env = {**spark_env(), "HYBRIDREC_DATA": str(data), "TMDB_API_KEY": CANARY}
+        faults = "embed:raise,similarity:kill,recommend:raise"
+        cmd = [*submit_args(cluster.url, pyfiles, data), "--verbose",  # --verbose dumps the Spark conf
+               "--conf", f"spark.executorEnv.HYBRIDREC_FAULTS={faults}",
+               str(ROOT / "jobs" / "pipeline.py"), "--conf", str(ROOT / "conf" / "local.yaml"),
+               "--set", "spark.mode=cluster", *SMALL]
+        with open(out, "w") as sink, open(tmp_path / "submit.err", "w") as err:
+            proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, text=True, stdout=sink, stderr=err)
+            deadline = time.time() + 1500
+            while "[train" not in out.read_text() and proc.poll() is None and time.time() < deadline:
+                time.sleep(1)
+            cluster.kill("worker0")  # a worker (and its executor) lost between stages of one job
+            rc = proc.wait(timeout=max(60, deadline - time.time()))
+    finally:
+        cluster.stop()
+    stdout, stderr = out.read_text(), (tmp_path / "submit.err").read_text()
+    assert rc == 0, stdout[-2000:] + stderr[-3000:]
+    assert "[evaluate" in stdout and "| hybrid |" in stdout
+    assert "[train" in stdout  # the worker was killed while the pipeline ran, not after it
+    # both workers ran executors of the job, and the injected faults did fire (executor logs)
+    logs = {w: list((tmp_path / "cluster" / w).glob("app-*/*/stderr")) for w in ("worker0", "worker1")}
+    assert all(logs.values()), logs
+    text = "".join(p.read_text(errors="replace") for ps in logs.values() for p in ps)
+    assert "injected fault in stage embed" in text and "injected fault in stage recommend" in text
+    assert "Spark properties used" in stdout + stderr  # the conf dump is there, and the secret is not
+    assert_no_canary([stdout, stderr, text], data)
+
+    tables = sorted(p.parent.name for p in (local_data / "warehouse" / "hybridrec.db").glob("*/_delta_log"))
+    assert {S.ITEMS, S.ITEM_EMBEDDINGS, S.ITEM_NEIGHBORS, S.RECOMMENDATIONS, "evaluation"} <= set(tables)
+    for name in tables:
+        a, b = (local_data / "warehouse" / "hybridrec.db" / name), (data / "warehouse" / "hybridrec.db" / name)
+        assert_same_table(table_frame(spark, a, local_data), table_frame(spark, b, data), name)
+        # retried tasks never commit twice: as many table versions as the clean run made
+        assert len(list((a / "_delta_log").glob("*.json"))) == len(list((b / "_delta_log").glob("*.json"))), name
 
 
 @pytest.mark.parametrize(
