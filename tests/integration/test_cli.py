@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,26 +47,55 @@ def assert_no_canary(texts: list[str], data: Path) -> None:
 @dataclass
 class LocalRun:
     data: Path
-    done: subprocess.CompletedProcess[str]
+    done: subprocess.CompletedProcess[str]  # the run that completed (the rerun after the kill)
     concurrent: subprocess.CompletedProcess[str]  # a second run started while the first one ran
+    killed_stdout: str  # the first run, SIGKILLed while its posters MERGE had files but no commit
+    killed_posters_log: list[str]  # posters' commits when it was killed
+    after_kill: dict[str, tuple[int, int]]  # table -> (latest version, rows) read right after the kill
+
+
+def _delta_log(table: Path) -> list[str]:
+    return sorted(p.name for p in (table / "_delta_log").glob("*.json")) if table.is_dir() else []
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
-    """The README's main command on a small demo, local[2]: run once, checked by several tests.
-    While it runs, a second command on the same data folder tries to start."""
+def local_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> LocalRun:
+    """The README's main command on a small demo, local[2], checked by several tests. While it
+    runs, a second command on the same data folder tries to start; then the run's driver (Python
+    and JVM) is SIGKILLed while its largest write - the posters MERGE - has written files but not
+    committed them; the tables are read at that moment, and the same command is run again to the end."""
+    from delta.tables import DeltaTable
+
     from hybridrec.session import metastore_in_use
 
     data = tmp_path_factory.mktemp("local-run")
     env = {**os.environ, "HYBRIDREC_DATA": str(data), "PYTHONPATH": str(ROOT / "lib"), "TMDB_API_KEY": CANARY}
-    proc = subprocess.Popen(HYBRIDREC + ["pipeline", *SMALL, "--set", "spark.master=local[2]"], cwd=ROOT, env=env,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not metastore_in_use(data) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    concurrent = run(["sql", "SELECT count(*) FROM items", "--set", "spark.master=local[1]"], data, timeout=120)
-    out, err = proc.communicate(timeout=900)
-    return LocalRun(data, subprocess.CompletedProcess(proc.args, proc.returncode, out, err), concurrent)
+    cmd = HYBRIDREC + ["pipeline", *SMALL, "--set", "spark.master=local[2]"]
+    posters = data / "warehouse" / "hybridrec.db" / S.POSTERS
+    with open(data.parent / "killed.out", "w+") as out, open(data.parent / "killed.err", "w+") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=out, stderr=err, start_new_session=True)
+        deadline = time.time() + 600
+        while not metastore_in_use(data) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        concurrent = run(["sql", "SELECT count(*) FROM items", "--set", "spark.master=local[1]"], data, timeout=120)
+        killed_log: list[str] = []
+        while proc.poll() is None and time.time() < deadline:
+            log = _delta_log(posters)
+            if len(log) == 1 and list(posters.glob("*.parquet")):  # files written, only the CREATE committed
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_log = log
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=120)
+        out.seek(0)
+        killed_stdout = out.read()
+    after = {}
+    for table in sorted((data / "warehouse" / "hybridrec.db").iterdir()):
+        if (table / "_delta_log").is_dir():
+            version = DeltaTable.forPath(spark, str(table)).history(1).first()["version"]
+            after[table.name] = (int(version), spark.read.format("delta").load(str(table)).count())
+    done = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=900)
+    return LocalRun(data, done, concurrent, killed_stdout, killed_log, after)
 
 
 @pytest.mark.slow
@@ -73,7 +103,8 @@ def test_pipeline_then_sql_from_a_fresh_session(local_run: LocalRun) -> None:
     tmp_path, done = local_run.data, local_run.done
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    for stage in ("[demo", "[ingest", "[embed", "[train", "[similarity", "[recommend", "[evaluate"):
+    assert "[demo" in local_run.killed_stdout  # the first (killed) run wrote the demo crawl
+    for stage in ("[ingest", "[embed", "[train", "[similarity", "[recommend", "[evaluate"):
         assert stage in out, stage
     # the main command ends with the evaluation's comparison table, then the views and a query hint
     table = out[out.index("| model | ndcg@10"):]
@@ -100,6 +131,26 @@ def test_a_second_run_on_the_same_local_tables_stops_with_one_line(local_run: Lo
         f"hybridrec: error: the local metastore {local_run.data / 'metastore_db'} is in use by another hybridrec run")
     assert "Traceback" not in c.stderr and len(c.stderr.splitlines()) < 5
     assert local_run.done.returncode == 0
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_write_leaves_committed_versions_and_the_rerun_doubles_nothing(
+        local_run: LocalRun, spark: SparkSession) -> None:
+    """SIGKILL between the posters MERGE's files and its commit: every table read at a committed
+    version (posters at its previous one: created, empty; the files are orphans nobody reads), and
+    the same run again completed with no key twice."""
+    assert local_run.killed_posters_log == ["00000000000000000000.json"], "the write was not caught mid-way"
+    assert local_run.after_kill[S.POSTERS] == (0, 0)
+    assert "[ingest" not in local_run.killed_stdout  # killed inside the ingest stage
+    assert local_run.done.returncode == 0, local_run.done.stderr[-3000:]
+    db = local_run.data / "warehouse" / "hybridrec.db"
+    keys = {S.ITEMS: [S.ITEM_ID], S.POSTERS: [S.ITEM_ID], S.RATINGS: [S.CUSTOMER_ID, S.ITEM_ID],
+            S.QUARANTINE: [S.STAGE, S.RECORD, S.REASON], S.ITEM_EMBEDDINGS: [S.ITEM_ID, S.MODEL_KEY],
+            S.RECOMMENDATIONS: [S.RUN_ID, S.CUSTOMER_ID, S.RANK]}
+    for name, key in keys.items():
+        df = spark.read.format("delta").load(str(db / name))
+        assert df.count() > 0 and df.groupBy(*key).count().filter("count > 1").isEmpty(), name
+    assert "read = inserted + updated + unchanged + quarantined holds" in local_run.done.stdout
 
 
 @pytest.mark.slow

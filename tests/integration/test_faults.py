@@ -1,15 +1,10 @@
 """Faults and concurrency on the shared session: Delta conflicts are retried and never mix runs,
 reruns are no-ops, a new run appends, an older run date is written (not skipped), and the fault
-hook fails exactly a task's first attempt."""
+hook fails exactly a task's first attempt. (The driver kill, the second local run and the cluster's
+task faults and lost worker are in tests/integration/test_cli.py, on the pipeline's own runs.)"""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -22,7 +17,6 @@ from hybridrec.config import Config
 from hybridrec.errors import UserError
 from hybridrec.tables import ensure_table, replace_rows, retry_on_conflict, sql_str
 
-ROOT = Path(__file__).resolve().parents[2]
 COLS = [S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE]
 
 
@@ -145,53 +139,3 @@ def test_the_fault_hook_fails_only_first_attempts(spark: SparkSession, monkeypat
         assert spark.range(4, numPartitions=2).mapInPandas(run, "id long").count() == 4  # other stages unaffected
     finally:
         env.pop(ENV, None)
-
-
-@pytest.mark.slow
-def test_driver_killed_mid_write_leaves_every_table_at_a_committed_version(spark: SparkSession,
-                                                                          tmp_path: Path) -> None:
-    """SIGKILL the whole driver (Python and JVM) while the posters MERGE - the run's largest write -
-    has files on disk but no commit: every table still reads at its previous version, and rerunning
-    the same run completes with nothing doubled."""
-    data = tmp_path / "data"
-    env = {**os.environ, "HYBRIDREC_DATA": str(data), "PYTHONPATH": str(ROOT / "lib")}
-    cmd = [sys.executable, "-m", "hybridrec.cli", "pipeline", "--stages", "ingest", "--set", "spark.master=local[2]",
-           "--set", "demo.movies=150", "--set", "demo.customers=30", "--set", "run.id=k1"]
-    posters = data / "warehouse" / "hybridrec.db" / "posters"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    committed_before: list[str] = []
-    deadline = time.time() + 600
-    caught = False
-    while proc.poll() is None and time.time() < deadline:
-        log = sorted(p.name for p in (posters / "_delta_log").glob("*.json")) if posters.is_dir() else []
-        files = list(posters.glob("*.parquet")) if posters.is_dir() else []
-        if files and len(log) == 1:  # data files written, only the CREATE committed: mid-write
-            os.killpg(proc.pid, signal.SIGKILL)
-            committed_before, caught = log, True
-            break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert caught, "the posters write was never caught between its files and its commit"
-
-    # every table reads at a committed version; posters at its previous one (empty, only created)
-    from delta.tables import DeltaTable
-
-    db = data / "warehouse" / "hybridrec.db"
-    assert sorted(p.name for p in (posters / "_delta_log").glob("*.json")) == committed_before
-    assert spark.read.format("delta").load(str(posters)).count() == 0  # orphan files are not read
-    for table in db.iterdir():
-        if (table / "_delta_log").is_dir():
-            DeltaTable.forPath(spark, str(table)).history().count()  # readable
-            spark.read.format("delta").load(str(table)).count()
-
-    # the same run again completes, and nothing is doubled
-    done = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    keys = {"items": ["item_id"], "posters": ["item_id"], "ratings": ["customer_id", "item_id"]}
-    for name, key in keys.items():
-        df = spark.read.format("delta").load(str(db / name))
-        assert df.count() > 0 and df.groupBy(*key).count().filter("count > 1").isEmpty(), name
-    quarantine = spark.read.format("delta").load(str(db / "quarantine"))
-    assert quarantine.groupBy("stage", "record", "reason").count().filter("count > 1").isEmpty()
-    assert "read = inserted + updated + unchanged + quarantined holds" in done.stdout
