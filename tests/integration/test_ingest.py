@@ -15,7 +15,8 @@ from hybridrec import schemas as S
 from hybridrec.config import Config
 from hybridrec.demo import BAD_CASES, DemoCrawl, render_poster, _genre_style
 from hybridrec.errors import UserError
-from hybridrec.ingest import IngestReport, run_ingest
+from hybridrec.ingest import (POSTER_BYTES_PER_TASK, IngestReport, list_poster_files, poster_tasks,
+                              read_poster_bytes, run_ingest)
 
 MAX_BYTES = 256 * 1024
 
@@ -85,6 +86,21 @@ def test_posters_are_decoded_and_hashed(spark: SparkSession, cfg: Config, first:
         assert (r["width"], r["height"], r["format"]) == (48, 72, "JPEG")
         assert r["content_hash"] == hashlib.sha256(bytes(r["image"])).hexdigest()
         assert r["byte_size"] == len(r["image"])
+
+
+def test_small_posters_are_decoded_in_few_tasks(spark: SparkSession, demo_crawl: DemoCrawl, tmp_path: Path) -> None:
+    """Spark's file splitting charges each file a 4 MB open cost: small posters would be decoded 32
+    to a Python task. The read is coalesced to one task per 64 MB, at least one per core."""
+    for k in range(4):  # a crawl of ~500 small posters
+        for f in (demo_crawl.crawl_dir / "posters").iterdir():
+            shutil.copyfile(f, tmp_path / f"{k}_{f.name}")
+    posters = str(tmp_path)
+    _, total = list_poster_files(spark, posters)
+    assert total == sum(p.stat().st_size for p in tmp_path.iterdir())
+    split = spark.read.format("binaryFile").load(posters).rdd.getNumPartitions()
+    tasks = read_poster_bytes(spark, posters, MAX_BYTES, total).rdd.getNumPartitions()
+    assert tasks == poster_tasks(total, spark.sparkContext.defaultParallelism) < split
+    assert poster_tasks(0, 3) == 3 and poster_tasks(5 * POSTER_BYTES_PER_TASK + 1, 3) == 6
 
 
 def test_duplicate_rating_keeps_the_newest(spark: SparkSession, cfg: Config, first: IngestReport) -> None:
