@@ -225,8 +225,12 @@ class ColdScorer:
     catalogue: ColdCatalogue
     model: ColdModel
     slots: int  # of a top-n list, at most this many go to cold items (after the warm ones)
-    min_probability: float  # a cold item needs at least this fitted probability of relevance
-    lift: float = float("nan")  # min_probability / the base rate (inf: cold items only fill short lists)
+    lift: float  # a cold item needs lift x the base rate (inf: cold items only fill short lists)
+
+    @property
+    def min_probability(self) -> float:
+        """The fitted probability of relevance a cold item needs for a slot."""
+        return self.lift * self.model.base_rate if np.isfinite(self.lift) else float("inf")
 
     def probabilities(self, customers: np.ndarray, items: np.ndarray, ratings: np.ndarray,
                       threshold: float) -> tuple[np.ndarray, np.ndarray]:

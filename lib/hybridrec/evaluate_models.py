@@ -206,18 +206,16 @@ def _image(spark: SparkSession, cfg: Config, inputs: ModelInputs, blocks: str | 
 
 
 def _rating(cfg: Config, inputs: ModelInputs) -> DataFrame:
-    from hybridrec.ratingsim import RatingSimParams, rating_neighbors
+    from hybridrec.ratingsim import configured_rating_neighbors
 
     if "rating" not in inputs.cache:
-        sc = cfg.similarity
-        params = RatingSimParams(sc.top_k, sc.rating_min_support, sc.rating_max_history)
-        inputs.cache["rating"] = rating_neighbors(inputs.train, params).localCheckpoint(eager=True)
+        inputs.cache["rating"] = configured_rating_neighbors(cfg, inputs.train).localCheckpoint(eager=True)
     return inputs.cache["rating"]
 
 
 def neighbors_for(spark: SparkSession, cfg: Config, model: str, inputs: ModelInputs) -> DataFrame:
     """(item_id, neighbor_id, similarity) of a neighbour model, from the training part only."""
-    from hybridrec.ratingsim import blend_neighbors
+    from hybridrec.ratingsim import blend_neighbors, shrunk_rating_neighbors
 
     if model == "item_knn":
         return _rating(cfg, inputs)
@@ -226,9 +224,7 @@ def neighbors_for(spark: SparkSession, cfg: Config, model: str, inputs: ModelInp
     if model == "paper":
         return _image(spark, cfg, inputs, None)
     if model == "hybrid":  # item_knn's neighbours, shrunk as the similarity stage does for the hybrid
-        shrinkage = cfg.similarity.rating_shrinkage
-        return blend_neighbors(None, _rating(cfg, inputs), 1.0, shrinkage, cfg.similarity.top_k) if shrinkage \
-            else _rating(cfg, inputs)
+        return shrunk_rating_neighbors(cfg, _rating(cfg, inputs))
     if model == "paper_rating":
         ec = cfg.evaluate
         return blend_neighbors(_image(spark, cfg, inputs, None), _rating(cfg, inputs), ec.blend_weight,
@@ -251,14 +247,16 @@ def recommend_with(spark: SparkSession, cfg: Config, model: str, inputs: ModelIn
     dense = {"popular": lambda: popularity_model(inputs.train), "als": lambda: als_model(inputs.train, cfg),
              "random": lambda: random_model(inputs.train, items, cfg.evaluate.seed),
              "genre_affinity": lambda: genre_affinity_model(inputs.train, items, rc.threshold)}
+    # a customer with no training rating (new-item protocol) still gets the dense models' and the
+    # cold-start model's list: one placeholder row (an unknown item, rated 0)
+    absent = inputs.customers.join(history, S.CUSTOMER_ID, "left_anti").select(
+        S.CUSTOMER_ID, F.lit(-1).cast("long").alias(S.ITEM_ID), F.lit(0.0).alias(S.RATING),
+        F.lit(None).cast("timestamp").alias(S.TIMESTAMP))
+    with_absent = history.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP).unionByName(absent)
     if model in dense:
         dm = dense[model]()
         dm = dm.restricted(keep) if keep is not None else dm
-        # a customer with no training rating (new-item protocol) still gets a list: one placeholder row
-        absent = inputs.customers.join(history, S.CUSTOMER_ID, "left_anti") \
-            .select(S.CUSTOMER_ID, F.lit(-1).cast("long").alias(S.ITEM_ID))
-        rows = history.select(S.CUSTOMER_ID, S.ITEM_ID).unionByName(absent)
-        return dense_recommend(spark, rows, dm, inputs.n, rc.partitions, rc.batch_rows)
+        return dense_recommend(spark, with_absent, dm, inputs.n, rc.partitions, rc.batch_rows)
     neighbors = neighbors_for(spark, cfg, model, inputs)
     fallback: Fallback | None = popularity_fallback(inputs.train, items)
     if inputs.candidates is not None:  # only candidates can be recommended: neighbours into them, no fallback
@@ -269,10 +267,6 @@ def recommend_with(spark: SparkSession, cfg: Config, model: str, inputs: ModelIn
     cold = None
     if model == "hybrid":
         cold = cold_scorer(spark, cfg, inputs.train, items, keep)
-        # a customer with no training rating still gets the cold-start model's list: one placeholder row
-        absent = inputs.customers.join(history, S.CUSTOMER_ID, "left_anti").select(
-            S.CUSTOMER_ID, F.lit(-1).cast("long").alias(S.ITEM_ID), F.lit(0.0).alias(S.RATING),
-            F.lit(None).cast("timestamp").alias(S.TIMESTAMP))
-        history = history.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP).unionByName(absent)
+        history = with_absent
     recs = recommend(spark, history, nm, fallback, inputs.n, rc.threshold, rc.partitions, rc.batch_rows, cold)
     return recs.select(S.CUSTOMER_ID, F.col(S.RANK).cast("int").alias(S.RANK), S.ITEM_ID, S.SCORE)

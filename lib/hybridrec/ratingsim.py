@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from scipy import sparse
 
 from hybridrec import schemas as S
+from hybridrec.config import Config
 from hybridrec.similarity import rank_neighbors
 
 SUPPORT = "support"
@@ -113,6 +114,18 @@ def blend_neighbors(image: DataFrame | None, rating: DataFrame, weight: float, s
         .alias(S.SIMILARITY),
         F.coalesce(F.col(S.SHARED_GENRES), F.array().cast("array<string>")).alias(S.SHARED_GENRES))
     return rank_neighbors(blended, top_k)
+
+
+def configured_rating_neighbors(cfg: Config, ratings: DataFrame) -> DataFrame:
+    """:func:`rating_neighbors` with the ``similarity`` section's top-K, support and history cap."""
+    sc = cfg.similarity
+    return rating_neighbors(ratings, RatingSimParams(sc.top_k, sc.rating_min_support, sc.rating_max_history))
+
+
+def shrunk_rating_neighbors(cfg: Config, rating: DataFrame) -> DataFrame:
+    """Rating neighbours alone (weight 1), shrunk by ``similarity.rating_shrinkage``: the hybrid's
+    warm neighbours, what the similarity stage writes with ``rating_weight: 1``."""
+    return blend_neighbors(None, rating, 1.0, cfg.similarity.rating_shrinkage, cfg.similarity.top_k)
 
 
 # ---- the pure-Python references (tests) -------------------------------------------------------

@@ -48,45 +48,61 @@ def popularity_fallback(ratings: DataFrame, items: DataFrame) -> Fallback:
 def hybrid_neighbors(cfg: Config, ratings: DataFrame) -> DataFrame:
     """The hybrid's warm neighbours from ``ratings``: rating cosine, shrunk by
     ``similarity.rating_shrinkage`` (what the similarity stage writes with ``rating_weight: 1``)."""
-    from hybridrec.ratingsim import RatingSimParams, blend_neighbors, rating_neighbors
+    from hybridrec.ratingsim import configured_rating_neighbors, shrunk_rating_neighbors
 
-    sc = cfg.similarity
-    rating = rating_neighbors(ratings, RatingSimParams(sc.top_k, sc.rating_min_support, sc.rating_max_history))
-    return blend_neighbors(None, rating, 1.0, sc.rating_shrinkage, sc.top_k) if sc.rating_shrinkage else rating
+    return shrunk_rating_neighbors(cfg, configured_rating_neighbors(cfg, ratings))
+
+
+@dataclass(frozen=True)
+class ColdInputs:
+    """What every fit of the cold-start model reads besides the ratings, collected once: the items'
+    TMDB metadata and genres, and the poster vectors."""
+
+    meta: pd.DataFrame  # item_id, genres, vote_count, vote_average
+    vec_ids: np.ndarray
+    vectors: np.ndarray
+
+    @staticmethod
+    def collect(spark: SparkSession, cfg: Config, items: DataFrame) -> "ColdInputs":
+        from hybridrec.similarity import collect_vectors, embedding_vectors
+
+        meta = cast(pd.DataFrame, items.select(S.ITEM_ID, S.GENRES, "vote_count", "vote_average").toPandas())
+        return ColdInputs(meta, *collect_vectors(embedding_vectors(spark, cfg)))
 
 
 def cold_scorer(spark: SparkSession, cfg: Config, ratings: DataFrame, items: DataFrame,
-                candidates: np.ndarray | None = None, min_lift: float | None = None) -> ColdScorer:
+                candidates: np.ndarray | None = None) -> ColdScorer:
     """Fit the cold-start model on a carve-out of ``ratings`` (the training part: nothing else is
-    read) and gather what scoring the cold items needs: the items with fewer than
-    ``cold_start.max_ratings`` ratings (only ``candidates`` among them when given), their TMDB
-    metadata and genres, and their poster neighbours among the rated items. The slot threshold is
-    ``min_lift`` x the fitted base rate; ``min_lift`` defaults to the conf's, and when that is null
-    it is chosen on a temporal carve-out of ``ratings`` (:func:`fit_min_lift`)."""
-    from hybridrec.similarity import collect_vectors, embedding_vectors
+    read) and gather what scoring the cold items needs (:func:`fit_cold_scorer`). The slot
+    threshold is ``cold_start.min_lift`` x the fitted base rate; when the conf's ``min_lift`` is
+    null it is chosen on a temporal carve-out of ``ratings`` (:func:`fit_min_lift`)."""
+    inputs = ColdInputs.collect(spark, cfg, items)
+    lift = cfg.recommend.cold_start.min_lift
+    if lift is None:
+        lift, _ = fit_min_lift(spark, cfg, ratings, inputs)
+    return fit_cold_scorer(spark, cfg, ratings, inputs, lift, candidates)
 
+
+def fit_cold_scorer(spark: SparkSession, cfg: Config, ratings: DataFrame, inputs: ColdInputs, lift: float,
+                    candidates: np.ndarray | None = None) -> ColdScorer:
+    """The cold-start model fitted on a carve-out of ``ratings``, the items with fewer than
+    ``cold_start.max_ratings`` ratings (only ``candidates`` among them when given) with their poster
+    neighbours among the rated items, and the list policy with ``lift``."""
     cs = cfg.recommend.cold_start
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID).count().toPandas())
-    meta = cast(pd.DataFrame, items.select(S.ITEM_ID, S.GENRES, "vote_count", "vote_average").toPandas())
-    vec_ids, vectors = collect_vectors(embedding_vectors(spark, cfg))
     fit_rows = cast(pd.DataFrame, _customer_sample(ratings, cs.fit_customers, cs.seed)
                     .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
-    model = fit_cold_model(fit_rows, meta, vec_ids, vectors, features=cs.features, fraction=cs.fit_fraction,
-                           seed=cs.seed, threshold=cfg.recommend.threshold, relevant=cs.relevant,
-                           neighbours=cs.image_neighbors, l2=cs.l2)
+    model = fit_cold_model(fit_rows, inputs.meta, inputs.vec_ids, inputs.vectors, features=cs.features,
+                           fraction=cs.fit_fraction, seed=cs.seed, threshold=cfg.recommend.threshold,
+                           relevant=cs.relevant, neighbours=cs.image_neighbors, l2=cs.l2)
     count_of = dict(zip(counts[S.ITEM_ID].astype(np.int64), counts["count"].astype(np.int64)))
-    all_ids = meta[S.ITEM_ID].to_numpy(np.int64)
+    all_ids = inputs.meta[S.ITEM_ID].to_numpy(np.int64)
     cold_ids = np.array([i for i in all_ids if count_of.get(int(i), 0) < cs.max_ratings], dtype=np.int64)
     if candidates is not None:
         cold_ids = cold_ids[np.isin(cold_ids, candidates)]
     rated = counts[S.ITEM_ID].to_numpy(np.int64)
-    cat = build_catalogue(meta, cold_ids, rated, vec_ids, vectors, cs.image_neighbors)
-    lift = min_lift if min_lift is not None else cs.min_lift
-    scorer = ColdScorer(cat, model, cs.slots, 0.0, lift if lift is not None else float("nan"))
-    if lift is None:
-        lift, _ = fit_min_lift(spark, cfg, ratings, items)
-        scorer = replace(scorer, lift=lift)
-    return replace(scorer, min_probability=lift * model.base_rate if np.isfinite(lift) else float("inf"))
+    cat = build_catalogue(inputs.meta, cold_ids, rated, inputs.vec_ids, inputs.vectors, cs.image_neighbors)
+    return ColdScorer(cat, model, cs.slots, lift)
 
 
 def _customer_sample(ratings: DataFrame, n: int, seed: int) -> DataFrame:
@@ -98,7 +114,8 @@ def _customer_sample(ratings: DataFrame, n: int, seed: int) -> DataFrame:
     return ratings.join(keep, S.CUSTOMER_ID, "left_semi")
 
 
-def fit_min_lift(spark: SparkSession, cfg: Config, ratings: DataFrame, items: DataFrame) -> tuple[float, dict[float, float]]:
+def fit_min_lift(spark: SparkSession, cfg: Config, ratings: DataFrame, inputs: ColdInputs
+                 ) -> tuple[float, dict[float, float]]:
     """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``ratings``:
     each customer's latest ``fit_holdout`` share is held out, the hybrid (neighbours and cold model
     refitted on the rest) scores a sample of customers on the driver for every lift, and the lift
@@ -115,7 +132,7 @@ def fit_min_lift(spark: SparkSession, cfg: Config, ratings: DataFrame, items: Da
     train = split.filter(F.col(PART) == TRAIN).drop(PART)
     held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= cs.relevant)).select(S.CUSTOMER_ID, S.ITEM_ID)
     nm = neighbor_matrix(hybrid_neighbors(cfg, train))
-    cold = cold_scorer(spark, cfg, train, items, min_lift=1.0)
+    cold = fit_cold_scorer(spark, cfg, train, inputs, lift=1.0)
     sample = _customer_sample(held, cs.fit_customers, cs.seed).select(S.CUSTOMER_ID).distinct()
     rows = cast(pd.DataFrame, train.join(sample, S.CUSTOMER_ID, "left_semi")
                 .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
@@ -123,10 +140,9 @@ def fit_min_lift(spark: SparkSession, cfg: Config, ratings: DataFrame, items: Da
     gains = {int(c): {int(i): 1.0 for i in g[S.ITEM_ID]} for c, g in truth.groupby(S.CUSTOMER_ID)}
     scores: dict[float, float] = {}
     for lift in cs.lift_grid:
-        p = lift * cold.model.base_rate if np.isfinite(lift) else float("inf")
         frame = score_batch(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
                             rows[S.RATING].to_numpy(np.float64), nm, rc.top_n, rc.threshold, None,
-                            replace(cold, min_probability=p))
+                            replace(cold, lift=lift))
         lists = {int(c): g.sort_values(S.RANK)[S.ITEM_ID].tolist() for c, g in frame.groupby(S.CUSTOMER_ID)}
         scores[lift] = float(np.mean([ndcg_at(lists.get(c, []), g, rc.top_n) for c, g in gains.items()])) \
             if gains else 0.0

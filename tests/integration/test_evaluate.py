@@ -233,7 +233,7 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
                                                        evaluated: tuple[Config, EvaluateReport]) -> None:
     """The default recommender end to end: rating neighbours from the similarity stage and the fitted
     cold-start model; Spark's partitioned, batched scoring equals one numpy batch on the driver."""
-    from hybridrec.recommend import cold_scorer, fit_min_lift, neighbor_matrix, run_recommend
+    from hybridrec.recommend import ColdInputs, cold_scorer, fit_min_lift, neighbor_matrix, run_recommend
     from hybridrec.scoring import SOURCE_COLD_START, score_batch
     from hybridrec.similarity import run_similarity
 
@@ -260,7 +260,7 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
     # same inputs on the driver in one batch
     neighbors = spark.table(cfg.table(S.ITEM_NEIGHBORS)).filter(F.col(S.RUN_ID) == "hyb1")
     cold = cold_scorer(spark, hybrid, ratings, items)
-    lift, by_lift = fit_min_lift(spark, hybrid, ratings, items)  # chosen on the training ratings' carve-out
+    lift, by_lift = fit_min_lift(spark, hybrid, ratings, ColdInputs.collect(spark, hybrid, items))  # on a carve-out
     assert set(by_lift) == set(hybrid.recommend.cold_start.lift_grid) and cold.lift == lift
     assert by_lift[lift] == max(by_lift.values()) and all(0 <= v <= 1 for v in by_lift.values())
     r = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas()

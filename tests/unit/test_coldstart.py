@@ -126,7 +126,7 @@ def _scorer(cold_ids: np.ndarray, probs: dict[int, float], slots: int, min_p: fl
     logit = np.array([np.log(probs[int(i)] / (1 - probs[int(i)])) for i in ids])
     cat = type(cat)(cat.cold_ids, logit, cat.vote_average, cat.item_ids, cat.item_genres, cat.cold_genres, cat.image)
     model = ColdModel(("prior",), np.array([1.0]), 0.0, np.zeros(1), np.ones(1), 0.1)
-    return ColdScorer(cat, model, slots, min_p)
+    return ColdScorer(cat, model, slots, min_p / model.base_rate)  # lift x base rate = min_p
 
 
 def test_cold_items_take_the_last_slots_when_confident_and_fill_short_lists() -> None:
