@@ -64,22 +64,29 @@ def pair_scores(left: np.ndarray, right: np.ndarray, measure: str) -> tuple[np.n
     return 1.0 / (1.0 + dist), dist
 
 
-def topk_candidates(ids_l: np.ndarray, ids_r: np.ndarray, sim: np.ndarray, dist: np.ndarray, k: int,
-                    max_distance: float | None, exclude: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _self_cells(ids_l: np.ndarray, ids_r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every cell pairing an item with itself (ids unique on each side)."""
+    order = np.argsort(ids_r, kind="stable")
+    pos = np.minimum(np.searchsorted(ids_r[order], ids_l), max(len(ids_r) - 1, 0))
+    hit = np.flatnonzero(ids_r[order][pos] == ids_l) if len(ids_r) else np.zeros(0, np.int64)
+    return hit, order[pos[hit]]
+
+
+def topk_candidates(ids_l: np.ndarray, ids_r: np.ndarray, sim: np.ndarray, dist: np.ndarray | None, k: int,
+                    max_distance: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per left row: every right column that can be in the row's top-k (ties at the k-th value
-    included, self and ``exclude`` cells excluded, threshold applied). Returns (item ids, neighbour
-    ids, similarity)."""
-    valid = ids_l[:, None] != ids_r[None, :]
-    if exclude is not None:
-        valid &= ~exclude
+    included, self cells excluded, ``dist < max_distance`` when set). Returns (item ids, neighbour
+    ids, similarity). A few passes over the matrix: it is as large as the matrix product."""
+    masked = np.array(sim, copy=True)
+    masked[_self_cells(ids_l, ids_r)] = -np.inf
     if max_distance is not None:
-        valid &= dist < max_distance
-    masked = np.where(valid, sim, -np.inf)
-    if masked.shape[1] > k:
-        kth = -np.partition(-masked, k - 1, axis=1)[:, k - 1]
-        valid &= masked >= kth[:, None]
-    rows, cols = np.nonzero(valid)
+        assert dist is not None
+        np.putmask(masked, ~(dist < max_distance), -np.inf)
+    floor = np.full(len(masked), -np.finfo(masked.dtype).max, masked.dtype)  # -inf cells are never candidates
+    n = masked.shape[1]
+    if n > k:
+        floor = np.maximum(np.partition(masked, n - k, axis=1)[:, n - k], floor)
+    rows, cols = np.nonzero(masked >= floor[:, None])
     return ids_l[rows], ids_r[cols], masked[rows, cols].astype(np.float64)
 
 
@@ -262,23 +269,27 @@ class Catalogue:
 
 
 def block_products(left: np.ndarray, block: np.ndarray, block_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The (left rows, right rows) products that cover ``left`` x ``block``: at most block_size^2 each."""
+    """The (left rows, right rows) products that cover ``left`` x ``block``, at most block_size^2
+    scores each: slices of ``left`` against the whole block while a row of it fits (so each row's
+    top-K over the block comes from one product), else block_size x block_size tiles."""
+    cells = block_size * block_size
+    if len(block) <= cells:
+        step = max(1, cells // max(len(block), 1))
+        for lo in range(0, len(left), step):
+            yield left[lo:lo + step], block
+        return
     for lo in range(0, len(left), block_size):
         for ro in range(0, len(block), block_size):
             yield left[lo:lo + block_size], block[ro:ro + block_size]
 
 
-def _prune(i: np.ndarray, j: np.ndarray, s: np.ndarray, k: int, distinct: bool = False
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (i, j) pairs (as given when ``distinct``), then per i every j whose similarity
-    reaches i's k-th largest (ties kept); returned sorted by (i, similarity desc, j)."""
+def _prune(i: np.ndarray, j: np.ndarray, s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (i, j) pairs (a pair met in two blocks counts once), then per i every j whose
+    similarity reaches i's k-th largest (ties kept); returned sorted by (i, similarity desc, j)."""
     if len(i) == 0:
         return i, j, s
-    if not distinct:
-        order = np.lexsort((j, i))
-        i, j, s = i[order], j[order], s[order]
-        first = np.r_[True, (i[1:] != i[:-1]) | (j[1:] != j[:-1])]  # a pair met in two blocks counts once
-        i, j, s = i[first], j[first], s[first]
+    _, first = np.unique(i * (int(j.max()) + 1) + j, return_index=True)
+    i, j, s = i[first], j[first], s[first]
     order = np.lexsort((j, -s, i))
     i, j, s = i[order], j[order], s[order]
     starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
@@ -295,34 +306,28 @@ def chunk_neighbors(rows: np.ndarray, cat: Catalogue, params: SimilarityParams) 
     parts_j: list[np.ndarray] = []
     parts_s: list[np.ndarray] = []
     held = 0
-    names = sorted(cat.block_rows)
     blocks = sorted({b for r in rows.tolist() for b in cat.row_blocks[r]})
     for b in blocks:
         members = cat.block_rows[b]
         left = np.intersect1d(rows, members)
-        earlier = (1 << names.index(b)) - 1  # a pair sharing an earlier block was searched there already
         for lrows, rrows in block_products(left, members, params.block_size):
             if params.measure == "cosine":
                 sim = cat.matrix[lrows] @ cat.matrix[rrows].T
-                dist = 1.0 - sim
+                dist = 1.0 - sim if params.max_distance is not None else None
             else:
                 sim, dist = pair_scores(cat.matrix[lrows], cat.matrix[rrows], params.measure)
-            seen = None
-            if cat.row_masks is not None and earlier:
-                seen = (cat.row_masks[lrows][:, None] & cat.row_masks[rrows][None, :] & earlier) != 0
-            li, rj, sv = topk_candidates(lrows, rrows, sim, dist, params.top_k, params.max_distance, seen)
+            li, rj, sv = topk_candidates(lrows, rrows, sim, dist, params.top_k, params.max_distance)
             parts_i.append(li)
             parts_j.append(rj)
             parts_s.append(sv)
             held += len(li)
             if held > 8 * params.top_k * max(len(rows), 1):  # bound the candidates a task holds
                 pi, pj, ps = _prune(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_s),
-                                    params.top_k, distinct=cat.row_masks is not None)
+                                    params.top_k)
                 parts_i, parts_j, parts_s, held = [pi], [pj], [ps], len(pi)
     if not parts_i:
         return pd.DataFrame({S.ITEM_ID: [], S.NEIGHBOR_ID: [], S.SIMILARITY: [], S.SHARED_GENRES: [], S.RANK: []})
-    i, j, s = _prune(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_s), params.top_k,
-                     distinct=cat.row_masks is not None)
+    i, j, s = _prune(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_s), params.top_k)
     ids = cat.ids
     # sorted by (i, similarity desc, row j); rows follow item id order, so ties break by neighbour id
     rank = np.arange(len(i)) - np.searchsorted(i, i, side="left") + 1
