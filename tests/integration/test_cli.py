@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,7 +50,8 @@ class LocalRun:
     data: Path
     done: subprocess.CompletedProcess[str]  # the run that completed (the rerun after the kill)
     concurrent: subprocess.CompletedProcess[str]  # a second run started while the first one ran
-    killed_stdout: str  # the first run, SIGKILLed while its posters MERGE had files but no commit
+    killed_stdout: str  # the first run (at DEBUG), SIGKILLed while its posters MERGE had files but no commit
+    killed_stderr: str
     killed_posters_log: list[str]  # posters' commits when it was killed
     after_kill: dict[str, tuple[int, int]]  # table -> (latest version, rows) read right after the kill
 
@@ -60,10 +62,11 @@ def _delta_log(table: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> LocalRun:
-    """The README's main command on a small demo, local[2], checked by several tests. While it
-    runs, a second command on the same data folder tries to start; then the run's driver (Python
-    and JVM) is SIGKILLed while its largest write - the posters MERGE - has written files but not
-    committed them; the tables are read at that moment, and the same command is run again to the end."""
+    """The README's main command on a small demo, local[2], checked by several tests. The first run
+    logs at DEBUG (Spark's logs and the jobs' own, py4j's gateway calls included). While it runs, a
+    second command on the same data folder tries to start; then the run's driver (Python and JVM)
+    is SIGKILLed while its largest write - the posters MERGE - has written files but not committed
+    them; the tables are read at that moment, and the same command is run again to the end."""
     from delta.tables import DeltaTable
 
     from hybridrec.session import metastore_in_use
@@ -73,7 +76,8 @@ def local_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> 
     cmd = HYBRIDREC + ["pipeline", *SMALL, "--set", "spark.master=local[2]"]
     posters = data / "warehouse" / "hybridrec.db" / S.POSTERS
     with open(data.parent / "killed.out", "w+") as out, open(data.parent / "killed.err", "w+") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=out, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(cmd + ["--set", "spark.log_level=DEBUG"], cwd=ROOT, env=env, text=True, stdout=out,
+                                stderr=err, start_new_session=True)
         deadline = time.time() + 600
         while not metastore_in_use(data) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.2)
@@ -88,14 +92,15 @@ def local_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> 
             time.sleep(0.01)
         proc.wait(timeout=120)
         out.seek(0)
-        killed_stdout = out.read()
+        err.seek(0)
+        killed_stdout, killed_stderr = out.read(), err.read()
     after = {}
     for table in sorted((data / "warehouse" / "hybridrec.db").iterdir()):
         if (table / "_delta_log").is_dir():
             version = DeltaTable.forPath(spark, str(table)).history(1).first()["version"]
             after[table.name] = (int(version), spark.read.format("delta").load(str(table)).count())
     done = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=900)
-    return LocalRun(data, done, concurrent, killed_stdout, killed_log, after)
+    return LocalRun(data, done, concurrent, killed_stdout, killed_stderr, killed_log, after)
 
 
 @pytest.mark.slow
@@ -113,13 +118,52 @@ def test_pipeline_then_sql_from_a_fresh_session(local_run: LocalRun) -> None:
     assert "sample of items:" in out and "recommendations of the newest run" in out
     assert "embed uses seeded RANDOM weights" in out  # the demo says so
     assert "unknown genre id 10769" in out and "poster file is empty (0 bytes)" in out
-    assert_no_canary([done.stdout, done.stderr, local_run.concurrent.stderr], tmp_path)
+    assert_no_canary([done.stdout, done.stderr, local_run.concurrent.stderr, local_run.killed_stdout,
+                      local_run.killed_stderr], tmp_path)
+    # the first run did log at DEBUG until it was killed: Spark's, the jobs' own, py4j's calls to the JVM
+    assert " DEBUG " in local_run.killed_stderr and "py4j.clientserver DEBUG Command to send" in \
+        local_run.killed_stderr and "hybridrec" in local_run.killed_stderr
     assert (tmp_path / "warehouse" / "hybridrec.db" / "items" / "_delta_log").is_dir()
 
     # a new JVM on the same metastore finds the tables by name
     q = run(["sql", "SELECT count(*) AS n, min(run_id) AS r FROM items", "--set", "spark.master=local[1]"], tmp_path)
     assert q.returncode == 0, q.stderr[-3000:]
     assert "|65|cli|" in q.stdout.replace(" ", "")
+
+
+INGEST_ROW = re.compile(r"^ *(items|posters|ratings) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+)$", re.M)
+EMBED_LINE = re.compile(r"posters (\d+), already embedded (\d+), already quarantined (\d+), computed (\d+), "
+                        r"quarantined (\d+)")
+
+
+@pytest.mark.slow
+def test_the_bad_input_corpus_end_to_end(local_run: LocalRun, spark: SparkSession) -> None:
+    """The demo crawl holds one of every bad record and file kind (:data:`BAD_CASES`): through the
+    pipeline's ingest and embed stages each lands in ``quarantine`` with its reason, and per stage
+    read = written + quarantined, checked against the tables. (Embed's own kind, a poster the CNN
+    cannot decode, cannot come from a crawl: ingest fully decodes every poster it keeps with the
+    same decoder; test_embed writes such bytes into ``posters`` directly.)"""
+    from hybridrec.demo import BAD_CASES
+
+    done, db = local_run.done, local_run.data / "warehouse" / "hybridrec.db"
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = {n: spark.read.format("delta").load(str(db / n)) for n in
+             (S.ITEMS, S.POSTERS, S.RATINGS, S.QUARANTINE, S.ITEM_EMBEDDINGS)}
+    q = table[S.QUARANTINE].collect()
+    for case, (stage, reason) in BAD_CASES.items():
+        hits = [r for r in q if r[S.STAGE] == stage and reason in r[S.REASON]]
+        assert len(hits) == 1 and hits[0][S.SOURCE_FILE] and hits[0][S.RECORD], (case, hits)
+    assert len(q) == len(BAD_CASES)  # nothing unexplained, nothing twice (the killed run's rows replaced)
+    quarantined = {s: sum(r[S.STAGE] == s for r in q) for s in ("ingest.items", "ingest.posters", "ingest.ratings")}
+    rows = {m[1]: [int(x) for x in m.groups()[1:]] for m in INGEST_ROW.finditer(done.stdout)}
+    for name in (S.ITEMS, S.POSTERS, S.RATINGS):
+        read, inserted, updated, unchanged, bad = rows[name]
+        assert read == inserted + updated + unchanged + bad and bad == quarantined[f"ingest.{name}"], name
+        assert table[name].count() == read - bad, name  # the killed run's committed rows are among "unchanged"
+    embed = [int(x) for x in EMBED_LINE.search(done.stdout).groups()]  # type: ignore[union-attr]
+    posters, already, already_bad, computed, bad = embed
+    assert posters == table[S.POSTERS].count() == already + already_bad + computed + bad
+    assert bad == already_bad == 0 and table[S.ITEM_EMBEDDINGS].count() == posters
 
 
 @pytest.mark.slow

@@ -29,7 +29,11 @@ def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         log.info("ignoring arguments added by the platform: %d", len(unknown))
-    return args, load_config(args.conf, args.overrides)
+    cfg = load_config(args.conf, args.overrides)
+    if cfg.spark.log_level.upper() in ("DEBUG", "TRACE"):  # the jobs' own debug logs too, py4j's calls included
+        for name in ("", "py4j"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    return args, cfg
 
 
 def run_main(body: Callable[[], int]) -> int:
