@@ -128,6 +128,11 @@ def shrunk_rating_neighbors(cfg: Config, rating: DataFrame) -> DataFrame:
     return blend_neighbors(None, rating, 1.0, cfg.similarity.rating_shrinkage, cfg.similarity.top_k)
 
 
+def hybrid_neighbors(cfg: Config, ratings: DataFrame) -> DataFrame:
+    """The hybrid's warm neighbours from ``ratings``: the configured rating cosine, shrunk."""
+    return shrunk_rating_neighbors(cfg, configured_rating_neighbors(cfg, ratings))
+
+
 # ---- the pure-Python references (tests) -------------------------------------------------------
 def reference_rating_neighbors(rows: list[tuple[int, int, float, float]], params: RatingSimParams
                                ) -> dict[int, list[tuple[int, float, int]]]:

@@ -45,14 +45,6 @@ def popularity_fallback(ratings: DataFrame, items: DataFrame) -> Fallback:
     return Fallback(item_genres, by_genre, overall)
 
 
-def hybrid_neighbors(cfg: Config, ratings: DataFrame) -> DataFrame:
-    """The hybrid's warm neighbours from ``ratings``: rating cosine, shrunk by
-    ``similarity.rating_shrinkage`` (what the similarity stage writes with ``rating_weight: 1``)."""
-    from hybridrec.ratingsim import configured_rating_neighbors, shrunk_rating_neighbors
-
-    return shrunk_rating_neighbors(cfg, configured_rating_neighbors(cfg, ratings))
-
-
 @dataclass(frozen=True)
 class ColdInputs:
     """What every fit of the cold-start model reads besides the ratings, collected once: the items'
@@ -122,6 +114,7 @@ def fit_min_lift(spark: SparkSession, cfg: Config, ratings: DataFrame, inputs: C
     with the best binary nDCG@top_n against the held-out ratings >= relevant wins (ties: the larger
     lift, i.e. fewer cold items). Returns the lift and the nDCG of every lift."""
     from hybridrec.evaluate import PART, TEST, TRAIN, split_ratings
+    from hybridrec.ratingsim import hybrid_neighbors
     from hybridrec.ranking import ndcg_at
     from hybridrec.scoring import score_batch
 

@@ -504,7 +504,7 @@ def image_neighbors(spark: SparkSession, cfg: "Config", report: SimilarityReport
 def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
     """Neighbours of every embedded item within its categories, blended with rating similarity when
     ``similarity.rating_weight`` > 0 -> ``item_neighbors`` (this run's rows replaced in one commit)."""
-    from hybridrec.ratingsim import blend_neighbors, configured_rating_neighbors, shrunk_rating_neighbors
+    from hybridrec.ratingsim import blend_neighbors, configured_rating_neighbors, hybrid_neighbors
     from hybridrec.tables import ensure_table, replace_rows, sql_str
 
     sc = cfg.similarity
@@ -512,7 +512,7 @@ def run_similarity(spark: SparkSession, cfg: "Config") -> SimilarityReport:
     out = ensure_table(spark, cfg, S.ITEM_NEIGHBORS)
     if sc.rating_weight >= 1:  # the hybrid's neighbours: no poster search needed
         ratings = spark.table(ensure_table(spark, cfg, S.RATINGS))
-        neighbors = shrunk_rating_neighbors(cfg, configured_rating_neighbors(cfg, ratings))
+        neighbors = hybrid_neighbors(cfg, ratings)
         report.source = "rating"
         report.items = ratings.select(S.ITEM_ID).distinct().count()
     else:
