@@ -113,15 +113,18 @@ def test_one_sub_block_pair_per_partition(spark: SparkSession) -> None:
     # the biggest task holds at most block_size x block_size scores
     sizes = tasks.groupBy(PAIR, "side").count().collect()
     assert max(r["count"] for r in sizes) <= 6
-    # broadcast path: one item chunk per partition, every product within block_size x block_size
-    from hybridrec.similarity import block_products, broadcast_neighbors, collect_catalogue
+    # broadcast path: consecutive item chunks, at most CHUNK_TASKS_PER_CORE tasks per core and
+    # none empty, every product within block_size x block_size
+    from hybridrec.similarity import CHUNK_TASKS_PER_CORE, block_products, broadcast_neighbors, collect_catalogue
 
     params = SimilarityParams("cosine", top_k=5, block_size=6)
     cat = collect_catalogue(v, m, "cosine")
     out, n_tasks = broadcast_neighbors(spark, cat, params)
     assert n_tasks == -(-len(cat.member_rows()) // 6)
     per_partition = out.groupBy(F.spark_partition_id().alias("p")).agg(F.countDistinct(S.ITEM_ID).alias("n")).collect()
-    assert len(per_partition) == n_tasks and all(r["n"] <= 6 for r in per_partition)
+    n_parts = min(n_tasks, CHUNK_TASKS_PER_CORE * spark.sparkContext.defaultParallelism)
+    assert 1 < n_parts < n_tasks  # this catalogue has more chunks than tasks: they are grouped
+    assert len(per_partition) == n_parts and all(r["n"] <= 6 * -(-n_tasks // n_parts) for r in per_partition)
     for block, rows in cat.block_rows.items():
         for left, right in block_products(rows[:6], rows, 6):
             assert len(left) * len(right) <= 36
