@@ -88,6 +88,24 @@ def _busy(cfg: Config) -> UserError:
                      "(Derby serves one process at a time); wait for it to finish, or use another storage.data_dir")
 
 
+def drop_jar_python_includes(spark: SparkSession) -> int:
+    """Stop sending the Delta jars to Python workers as import paths; returns how many were dropped.
+
+    ``spark.jars.packages`` also lists every resolved jar (33 for Delta) as a Python include, and
+    every Python task then re-adds them to the worker's ``sys.path`` and invalidates its import
+    caches: about half a second per task before any work on a small machine (8.4 s against 3.5 s
+    for 20 empty ``mapInPandas`` tasks on two cores). No worker imports from a jar; Delta's Python
+    API runs on the driver. Local mode only: spark-submit and Databricks sessions are left as given."""
+    sc = spark.sparkContext
+    includes = getattr(sc, "_python_includes", None)
+    if not isinstance(includes, list):
+        return 0
+    kept = [p for p in includes if not str(p).lower().endswith(".jar")]
+    dropped = len(includes) - len(kept)
+    includes[:] = kept
+    return dropped
+
+
 def build_session(cfg: Config) -> SparkSession:
     """Return the SparkSession for this config (see module docstring). In local mode a second run
     on the same data folder stops at once with one line, before touching any table."""
@@ -105,6 +123,7 @@ def build_session(cfg: Config) -> SparkSession:
             builder = builder.config(key, value)
         spark = builder.enableHiveSupport().getOrCreate()
         spark.sparkContext.setLogLevel(cfg.spark.log_level)
+        drop_jar_python_includes(spark)
     try:
         ensure_database(spark, cfg)
     except Exception as exc:  # lost the race to boot Derby (both checked before either booted it)
