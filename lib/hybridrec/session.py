@@ -113,7 +113,6 @@ def build_session(cfg: Config) -> SparkSession:
     on the same data folder stops at once with one line, before touching any table."""
     if cfg.spark.mode == "cluster":
         spark = SparkSession.builder.getOrCreate()
-        drop_jar_python_includes(spark)
     else:
         if metastore_in_use(cfg.data_dir):
             raise _busy(cfg)
@@ -126,7 +125,7 @@ def build_session(cfg: Config) -> SparkSession:
             builder = builder.config(key, value)
         spark = builder.enableHiveSupport().getOrCreate()
         spark.sparkContext.setLogLevel(cfg.spark.log_level)
-        drop_jar_python_includes(spark)
+    drop_jar_python_includes(spark)  # both modes
     try:
         ensure_database(spark, cfg)
     except Exception as exc:  # lost the race to boot Derby (both checked before either booted it)

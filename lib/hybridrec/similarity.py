@@ -239,8 +239,8 @@ def item_neighbors(spark: SparkSession, vectors: DataFrame, memberships: DataFra
 
 def item_neighbors_with_tasks(spark: SparkSession, vectors: DataFrame, memberships: DataFrame,
                               params: SimilarityParams) -> tuple[DataFrame, int]:
-    """The neighbours and the number of tasks: the broadcast item-chunk path when the vectors fit
-    ``broadcast_max_mb``, else the sub-block pair join path."""
+    """The neighbours and the number of work units: item chunks on the broadcast path (when the
+    vectors fit ``broadcast_max_mb``), else sub-block pairs on the join path."""
     if fits_broadcast(vectors, params):  # memberships of items without a vector drop out in Catalogue.build
         return broadcast_neighbors(spark, collect_catalogue(vectors, memberships, params.measure), params)
     cands, n_pairs = candidates(spark, vectors, memberships, params)

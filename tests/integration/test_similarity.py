@@ -119,12 +119,12 @@ def test_one_sub_block_pair_per_partition(spark: SparkSession) -> None:
 
     params = SimilarityParams("cosine", top_k=5, block_size=6)
     cat = collect_catalogue(v, m, "cosine")
-    out, n_tasks = broadcast_neighbors(spark, cat, params)
-    assert n_tasks == -(-len(cat.member_rows()) // 6)
+    out, n_chunks = broadcast_neighbors(spark, cat, params)
+    assert n_chunks == -(-len(cat.member_rows()) // 6)
     per_partition = out.groupBy(F.spark_partition_id().alias("p")).agg(F.countDistinct(S.ITEM_ID).alias("n")).collect()
-    n_parts = min(n_tasks, CHUNK_TASKS_PER_CORE * spark.sparkContext.defaultParallelism)
-    assert 1 < n_parts < n_tasks  # this catalogue has more chunks than tasks: they are grouped
-    assert len(per_partition) == n_parts and all(r["n"] <= 6 * -(-n_tasks // n_parts) for r in per_partition)
+    n_parts = min(n_chunks, CHUNK_TASKS_PER_CORE * spark.sparkContext.defaultParallelism)
+    assert 1 < n_parts < n_chunks  # this catalogue has more chunks than tasks: they are grouped
+    assert len(per_partition) == n_parts and all(r["n"] <= 6 * -(-n_chunks // n_parts) for r in per_partition)
     for block, rows in cat.block_rows.items():
         for left, right in block_products(rows[:6], rows, 6):
             assert len(left) * len(right) <= 36
