@@ -59,11 +59,13 @@ class ModelSpec:
     seed: int
     mixed_precision: bool = False
     tf_threads: int = 0
+    # Which posters are embedded, not how: not part of the extractor's key.
+    max_aspect_ratio: float = 0.0  # 0 = no limit
 
     @classmethod
     def from_conf(cls, conf: EmbedConf) -> "ModelSpec":
         return cls(tuple(conf.backbones), conf.input_size, conf.resize, conf.seed, conf.mixed_precision,
-                   conf.tf_threads)
+                   conf.tf_threads, conf.max_aspect_ratio)
 
     def _identity(self) -> dict[str, Any]:
         return {"backbones": [asdict(b) for b in self.backbones], "input_size": self.input_size,

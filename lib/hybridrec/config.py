@@ -113,6 +113,9 @@ class EmbedConf:
     backbones: list[BackboneConf] = field(default_factory=lambda: [BackboneConf()])
     input_size: int = 224  # square side in pixels fed to the CNN
     resize: str = "pad"  # pad (aspect-preserving, mean-colour border) | crop (centre crop)
+    # Longer side / shorter side beyond which a poster is not embedded but quarantined: a poster is
+    # about 1.5 (2:3); a strip or banner would reach the CNN as mostly padding (pad) or a sliver (crop).
+    max_aspect_ratio: float = 4.0
     batch_size: int = 32  # images per model call
     arrow_batch_size: int = 256  # rows per Arrow batch into the pandas UDF
     seed: int = 0  # for weights: random
@@ -467,6 +470,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise UserError(f"{conf_path}: config key 'ingest.min_rating' must be below 'ingest.max_rating'")
     if cfg.embed.resize not in ("pad", "crop"):
         raise UserError(f"{conf_path}: config key 'embed.resize' must be pad or crop, got '{cfg.embed.resize}'")
+    if cfg.embed.max_aspect_ratio < 1:
+        raise UserError(f"{conf_path}: config key 'embed.max_aspect_ratio' must be at least 1 (longer side / "
+                        f"shorter side), got {cfg.embed.max_aspect_ratio}")
     if not cfg.embed.backbones:
         raise UserError(f"{conf_path}: config key 'embed.backbones' needs at least one backbone")
     for i, b in enumerate(cfg.embed.backbones):

@@ -4,7 +4,7 @@ Writes ``<out>/crawl/movies.jsonl`` (TMDB list results and ``/movie/{id}`` detai
 ``<out>/crawl/posters/*.jpg`` (real JPEGs whose colours and shapes depend on the movie's
 genres, so image features carry signal), ``<out>/crawl/_crawl.json`` (the crawl date) and
 ``<out>/ratings.csv`` (customers with genre tastes, long-tailed item popularity, timestamps),
-plus one of every bad-input case ingest must quarantine (see :data:`BAD_CASES`).
+plus one of every bad-input case ingest or embed must quarantine (see :data:`BAD_CASES`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ GENRE_WEIGHTS: dict[str, float] = {
 # Per-genre visual signature: an RGB colour and a shape drawn on the poster.
 _SHAPES = ["circle", "square", "triangle", "hstripes", "vstripes", "dots", "diamond", "ring", "cross"]
 
-# Bad-input cases: kind -> the reason text ingest gives (a substring of it).
+# Bad-input cases: kind -> (quarantine stage, a substring of the reason it gives). The last one
+# is a valid image that ingest keeps and the embed stage refuses (embed.max_aspect_ratio).
 BAD_CASES: dict[str, tuple[str, str]] = {
     "malformed_json": ("ingest.items", "malformed JSON"),
     "no_id": ("ingest.items", "record has no id"),
@@ -50,6 +51,7 @@ BAD_CASES: dict[str, tuple[str, str]] = {
     "bad_customer": ("ingest.ratings", "customer_id is not an integer"),
     "bad_timestamp": ("ingest.ratings", "timestamp is not epoch seconds"),
     "duplicate_rating": ("ingest.ratings", "duplicate rating"),
+    "banner_poster": ("embed.posters", "is beyond embed.max_aspect_ratio"),
 }
 
 _ADJ = ["Silent", "Broken", "Golden", "Last", "Hidden", "Midnight", "Crimson", "Lost", "Wild", "Frozen",
@@ -259,6 +261,9 @@ def _add_bad_inputs(lines: list[str], rows: list[list[Any]], posters: Path, rng:
     big = render_poster([28], width, height, rng, style)
     (posters / p.lstrip("/")).write_bytes(big + b"\0" * (max_poster_bytes + 1 - len(big)))
     lines.append(json.dumps(good([28], p)))  # oversized_poster
+    p = "/bannerPosterFile000000000000.jpg"  # a 6:1 strip: a valid JPEG, not a poster for the CNN
+    (posters / p.lstrip("/")).write_bytes(render_poster([99], 3 * width, max(4, width // 2), rng, style))
+    lines.append(json.dumps(good([99], p)))  # banner_poster
 
     rows = list(rows)
     known = int(ids[0])

@@ -22,7 +22,7 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 from hybridrec import schemas as S
 from hybridrec.backbones import ModelSpec, check_weights, get_extractor
 from hybridrec.config import Config
-from hybridrec.images import decode_for_cnn
+from hybridrec.images import ASPECT_RULE, UnfitPoster, aspect_rule, decode_for_cnn
 from hybridrec.tables import ensure_table, retry_on_conflict
 
 STAGE_EMBED = "embed.posters"
@@ -48,8 +48,10 @@ def embed_batches(spec: ModelSpec, batch_size: int, images: Iterator[pd.Series])
         arrays, slots = [], []
         for i, data in enumerate(batch):
             try:
-                arrays.append(decode_for_cnn(bytes(data), spec.input_size, spec.resize))
+                arrays.append(decode_for_cnn(bytes(data), spec.input_size, spec.resize, spec.max_aspect_ratio))
                 slots.append(i)
+            except UnfitPoster as exc:
+                reasons[i] = str(exc)
             except Exception as exc:  # any decoder failure is a property of the file, not the job
                 reasons[i] = f"poster could not be decoded for the CNN: {type(exc).__name__}: {exc}"
         if arrays:
@@ -78,11 +80,14 @@ def _quarantine_record(item_id: Column, content_hash: Column, model_key: str) ->
                     F.lit(f" model_key={model_key}"))
 
 
-def quarantined_posters(quarantine: DataFrame, model_key: str) -> DataFrame:
-    """(item_id, content_hash) that this extractor already quarantined (any run)."""
+def quarantined_posters(quarantine: DataFrame, model_key: str, max_aspect_ratio: float = 0.0) -> DataFrame:
+    """(item_id, content_hash) that this extractor already quarantined (any run). A poster
+    quarantined for its aspect ratio counts only under the same limit: after a change of
+    ``embed.max_aspect_ratio`` it is judged again (and embedded, or quarantined with the new limit)."""
     pattern = r"^item_id=(\d+) content_hash=([0-9a-f]+) model_key=(\w+)$"
-    rec = F.col(S.RECORD)
-    return quarantine.filter((F.col(S.STAGE) == STAGE_EMBED)).select(
+    rec, reason = F.col(S.RECORD), F.col(S.REASON)
+    same_rule = ~reason.contains(ASPECT_RULE) | reason.contains(aspect_rule(max_aspect_ratio))
+    return quarantine.filter((F.col(S.STAGE) == STAGE_EMBED) & same_rule).select(
         F.regexp_extract(rec, pattern, 1).cast("long").alias(S.ITEM_ID),
         F.regexp_extract(rec, pattern, 2).alias(S.CONTENT_HASH),
         F.regexp_extract(rec, pattern, 3).alias(S.MODEL_KEY),
@@ -144,7 +149,7 @@ def run_embed(spark: SparkSession, cfg: Config) -> EmbedReport:
     started = dt.datetime.now()
     posters = spark.table(report.tables[S.POSTERS]).select(S.ITEM_ID, S.CONTENT_HASH, S.IMAGE)
     existing = spark.table(report.tables[S.ITEM_EMBEDDINGS])
-    earlier_bad = quarantined_posters(spark.table(report.tables[S.QUARANTINE]), spec.key) \
+    earlier_bad = quarantined_posters(spark.table(report.tables[S.QUARANTINE]), spec.key, spec.max_aspect_ratio) \
         .withColumn("_bad", F.lit(True))
     done = existing.filter(F.col(S.MODEL_KEY) == spec.key).select(S.ITEM_ID, S.CONTENT_HASH) \
         .withColumn("_done", F.lit(True))

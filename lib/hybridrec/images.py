@@ -68,14 +68,41 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def decode_for_cnn(data: bytes, size: int, resize: str) -> np.ndarray:
+class UnfitPoster(ValueError):
+    """A decodable image that is no input for the CNN; the message is the quarantine reason."""
+
+
+ASPECT_RULE = "embed.max_aspect_ratio"
+
+
+def aspect_rule(max_aspect_ratio: float) -> str:
+    """The part of an aspect-ratio reason that names the limit it was judged by."""
+    return f"beyond {ASPECT_RULE} {max_aspect_ratio:g} "
+
+
+def aspect_reason(width: int, height: int, max_aspect_ratio: float) -> str | None:
+    """Why a ``width`` x ``height`` poster is too elongated for the CNN, or None (0 = no limit)."""
+    ratio = max(width, height) / max(1, min(width, height))
+    if max_aspect_ratio and ratio > max_aspect_ratio:
+        return (f"poster is {width}x{height} px: aspect ratio {ratio:.1f} is {aspect_rule(max_aspect_ratio)}"
+                "(a poster is about 1.5); the CNN would see a strip, not a poster")
+    return None
+
+
+def decode_for_cnn(data: bytes, size: int, resize: str, max_aspect_ratio: float = 0.0) -> np.ndarray:
     """Decode image bytes into a ``(size, size, 3)`` uint8 RGB array.
 
     ``resize='pad'`` keeps the aspect ratio and pads with the ImageNet mean colour;
-    ``'crop'`` scales the shorter side to ``size`` and takes the centre. Raises on bad data
-    (callers turn that into a quarantine reason).
+    ``'crop'`` scales the shorter side to ``size`` and takes the centre. Raises on bad data, and
+    :class:`UnfitPoster` beyond ``max_aspect_ratio`` (before any resize: a 1,000,000x1 image
+    cropped would need a 224,000,000-pixel-wide intermediate). Callers turn either into a
+    quarantine reason.
     """
     with Image.open(io.BytesIO(data)) as raw:
+        width, height = raw.size
+        reason = aspect_reason(width, height, max_aspect_ratio)
+        if reason:
+            raise UnfitPoster(reason)
         raw.load()
         img = to_rgb(raw)
     w, h = img.size

@@ -46,9 +46,31 @@ def assert_no_canary(texts: list[str], data: Path) -> None:
 
 
 @dataclass
+class DebugLog:
+    """What scanning a (large) DEBUG log file found, without holding it in memory."""
+    canary_hits: int
+    debug_lines: int
+    tail: str  # the last 20,000 characters
+
+
+def scan_log(path: Path, chunk: int = 1 << 23) -> DebugLog:
+    hits = debug = 0
+    carry, tail = "", ""
+    with open(path, errors="replace") as f:
+        while block := f.read(chunk):
+            text = carry + block
+            hits += text.count(CANARY)
+            debug += block.count(" DEBUG ")
+            carry = text[-(len(CANARY) - 1):]  # a canary split across two blocks is still found once
+            tail = (tail + block)[-20_000:]
+    return DebugLog(hits, debug, tail)
+
+
+@dataclass
 class LocalRun:
     data: Path
-    done: subprocess.CompletedProcess[str]  # the run that completed (the rerun after the kill)
+    done: subprocess.CompletedProcess[str]  # the run that completed (the rerun after the kill); stderr: its tail
+    done_log: DebugLog  # that run logged at DEBUG from start to end: its whole stderr, scanned
     concurrent: subprocess.CompletedProcess[str]  # a second run started while the first one ran
     killed_stdout: str  # the first run (at DEBUG), SIGKILLed while its posters MERGE had files but no commit
     killed_stderr: str
@@ -62,22 +84,22 @@ def _delta_log(table: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> LocalRun:
-    """The README's main command on a small demo, local[2], checked by several tests. The first run
-    logs at DEBUG (Spark's logs and the jobs' own, py4j's gateway calls included). While it runs, a
-    second command on the same data folder tries to start; then the run's driver (Python and JVM)
-    is SIGKILLed while its largest write - the posters MERGE - has written files but not committed
-    them; the tables are read at that moment, and the same command is run again to the end."""
+    """The README's main command on a small demo, local[2], checked by several tests. Both runs
+    log at DEBUG (Spark's logs and the jobs' own, py4j's gateway calls included). While the first
+    runs, a second command on the same data folder tries to start; then the run's driver (Python
+    and JVM) is SIGKILLed while its largest write - the posters MERGE - has written files but not
+    committed them; the tables are read at that moment, and the same command is run again to the
+    end (its stderr, some hundred MB at DEBUG, goes to a file that is scanned)."""
     from delta.tables import DeltaTable
 
     from hybridrec.session import metastore_in_use
 
     data = tmp_path_factory.mktemp("local-run")
     env = {**os.environ, "HYBRIDREC_DATA": str(data), "PYTHONPATH": str(ROOT / "lib"), "TMDB_API_KEY": CANARY}
-    cmd = HYBRIDREC + ["pipeline", *SMALL, "--set", "spark.master=local[2]"]
+    cmd = HYBRIDREC + ["pipeline", *SMALL, "--set", "spark.master=local[2]", "--set", "spark.log_level=DEBUG"]
     posters = data / "warehouse" / "hybridrec.db" / S.POSTERS
     with open(data.parent / "killed.out", "w+") as out, open(data.parent / "killed.err", "w+") as err:
-        proc = subprocess.Popen(cmd + ["--set", "spark.log_level=DEBUG"], cwd=ROOT, env=env, text=True, stdout=out,
-                                stderr=err, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=out, stderr=err, start_new_session=True)
         deadline = time.time() + 600
         while not metastore_in_use(data) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.2)
@@ -99,8 +121,14 @@ def local_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> 
         if (table / "_delta_log").is_dir():
             version = DeltaTable.forPath(spark, str(table)).history(1).first()["version"]
             after[table.name] = (int(version), spark.read.format("delta").load(str(table)).count())
-    done = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=900)
-    return LocalRun(data, done, concurrent, killed_stdout, killed_stderr, killed_log, after)
+    done_err = data.parent / "done.err"
+    with open(data.parent / "done.out", "w+") as out, open(done_err, "w") as err:
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=out, stderr=err, timeout=900).returncode
+        out.seek(0)
+        done_stdout = out.read()
+    done_log = scan_log(done_err)
+    done = subprocess.CompletedProcess(cmd, rc, done_stdout, done_log.tail)
+    return LocalRun(data, done, done_log, concurrent, killed_stdout, killed_stderr, killed_log, after)
 
 
 @pytest.mark.slow
@@ -123,12 +151,16 @@ def test_pipeline_then_sql_from_a_fresh_session(local_run: LocalRun) -> None:
     # the first run did log at DEBUG until it was killed: Spark's, the jobs' own, py4j's calls to the JVM
     assert " DEBUG " in local_run.killed_stderr and "py4j.clientserver DEBUG Command to send" in \
         local_run.killed_stderr and "hybridrec" in local_run.killed_stderr
+    # and the whole pipeline logged at DEBUG to its end: no canary in any of those lines either
+    log = local_run.done_log
+    assert log.canary_hits == 0 and log.debug_lines > 100_000, (log.canary_hits, log.debug_lines)
+    assert "py4j.clientserver DEBUG Command to send" in log.tail and log.tail.count(" DEBUG ") > 20  # to the end
     assert (tmp_path / "warehouse" / "hybridrec.db" / "items" / "_delta_log").is_dir()
 
     # a new JVM on the same metastore finds the tables by name
     q = run(["sql", "SELECT count(*) AS n, min(run_id) AS r FROM items", "--set", "spark.master=local[1]"], tmp_path)
     assert q.returncode == 0, q.stderr[-3000:]
-    assert "|65|cli|" in q.stdout.replace(" ", "")
+    assert "|66|cli|" in q.stdout.replace(" ", "")
 
 
 INGEST_ROW = re.compile(r"^ *(items|posters|ratings) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+)$", re.M)
@@ -138,11 +170,12 @@ EMBED_LINE = re.compile(r"posters (\d+), already embedded (\d+), already quarant
 
 @pytest.mark.slow
 def test_the_bad_input_corpus_end_to_end(local_run: LocalRun, spark: SparkSession) -> None:
-    """The demo crawl holds one of every bad record and file kind (:data:`BAD_CASES`): through the
-    pipeline's ingest and embed stages each lands in ``quarantine`` with its reason, and per stage
-    read = written + quarantined, checked against the tables. (Embed's own kind, a poster the CNN
-    cannot decode, cannot come from a crawl: ingest fully decodes every poster it keeps with the
-    same decoder; test_embed writes such bytes into ``posters`` directly.)"""
+    """The demo crawl holds one of every bad record and file kind (:data:`BAD_CASES`) that ingest
+    and embed know: through the pipeline's stages each lands in ``quarantine`` with its reason and
+    stage, and per stage read = written + quarantined, checked against the tables. Embed's kind is
+    a valid JPEG strip (6:1) that ingest keeps and embed refuses (``embed.max_aspect_ratio``); a
+    poster the CNN cannot decode cannot come from a crawl, as ingest fully decodes every poster it
+    keeps with the same decoder (test_embed writes such bytes into ``posters`` directly)."""
     from hybridrec.demo import BAD_CASES
 
     done, db = local_run.done, local_run.data / "warehouse" / "hybridrec.db"
@@ -163,7 +196,8 @@ def test_the_bad_input_corpus_end_to_end(local_run: LocalRun, spark: SparkSessio
     embed = [int(x) for x in EMBED_LINE.search(done.stdout).groups()]  # type: ignore[union-attr]
     posters, already, already_bad, computed, bad = embed
     assert posters == table[S.POSTERS].count() == already + already_bad + computed + bad
-    assert bad == already_bad == 0 and table[S.ITEM_EMBEDDINGS].count() == posters
+    assert (bad, already_bad) == (1, 0) and sum(r[S.STAGE] == "embed.posters" for r in q) == 1  # killed before embed
+    assert table[S.ITEM_EMBEDDINGS].count() == computed == posters - bad
 
 
 @pytest.mark.slow

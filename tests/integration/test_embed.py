@@ -37,7 +37,7 @@ def _image(mode: str) -> bytes:
 def load_posters(spark: SparkSession, cfg: Config, demo: DemoCrawl, extra: dict[int, bytes]) -> dict[int, bytes]:
     """Write a posters table: 12 demo posters plus ``extra`` (id -> bytes), as ingest would."""
     files = sorted((demo.crawl_dir / "posters").glob("*.jpg"))
-    good = [f for f in files if not f.name.startswith(("empty", "truncated", "notAnImage", "oversized"))][:12]
+    good = [f for f in files if not f.name.startswith(("empty", "truncated", "notAnImage", "oversized", "banner"))][:12]
     images = {1000 + i: p.read_bytes() for i, p in enumerate(good)}
     images.update(extra)
     rows = [(k, f"/{k}.jpg", v, hashlib.sha256(v).hexdigest(), 1, 1, "JPEG", len(v), dt.date(2026, 11, 1),
@@ -93,6 +93,29 @@ def test_broken_images_are_quarantined_not_fatal(spark: SparkSession, cfg: Confi
     by_item = {int(r["record"].split()[0].split("=")[1]): r["reason"] for r in rows}
     assert set(by_item) == {3001, 3002}
     assert all(reason.startswith("poster could not be decoded for the CNN") for reason in by_item.values())
+
+
+def test_a_strip_is_quarantined_at_its_limit_and_judged_again_under_a_new_one(
+        spark: SparkSession, make_cfg: Callable[..., Config], demo_crawl: DemoCrawl) -> None:
+    """A decodable 240x20 strip is no poster for the CNN: quarantined by embed.max_aspect_ratio (the
+    crop path would otherwise build a huge intermediate), not retried under the same limit, judged
+    again - and embedded - under a raised one."""
+    strip = io.BytesIO()
+    Image.fromarray(np.full((20, 240, 3), 90, dtype=np.uint8), "RGB").save(strip, "PNG")
+    cfg = make_cfg(RANDOM_VGG, f"embed.input_size={SIZE}", "embed.resize=crop", "run.id=a1")
+    load_posters(spark, cfg, demo_crawl, {4001: strip.getvalue()})
+    first = run_embed(spark, cfg)
+    assert (first.posters, first.computed, first.quarantined) == (13, 12, 1)
+    row = spark.table(cfg.table(S.QUARANTINE)).filter(f"stage = '{STAGE_EMBED}'").collect()
+    assert len(row) == 1 and row[0]["record"].startswith("item_id=4001 ")
+    assert row[0]["reason"].startswith("poster is 240x20 px: aspect ratio 12.0 is beyond embed.max_aspect_ratio 4 ")
+    again = run_embed(spark, cfg)
+    assert (again.already_quarantined, again.computed, again.quarantined) == (1, 0, 0)
+    wider = make_cfg(RANDOM_VGG, f"embed.input_size={SIZE}", "embed.resize=crop", "embed.max_aspect_ratio=12",
+                     "run.id=a2", database=cfg.storage.database)
+    third = run_embed(spark, wider)
+    assert (third.already_embedded, third.already_quarantined, third.computed, third.quarantined) == (12, 0, 1, 0)
+    assert spark.table(cfg.table(S.ITEM_EMBEDDINGS)).filter("item_id = 4001").count() == 1
 
 
 def test_rerun_computes_nothing_and_writes_nothing(spark: SparkSession, cfg: Config, first) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from PIL import Image
 from hybridrec.backbones import ModelSpec, check_weights, get_extractor, preprocess
 from hybridrec.config import BackboneConf, EmbedConf
 from hybridrec.errors import UserError
-from hybridrec.images import IMAGENET_MEAN_RGB, decode_for_cnn
+from hybridrec.images import IMAGENET_MEAN_RGB, UnfitPoster, decode_for_cnn
 
 
 def encoded(mode: str, size: tuple[int, int], fmt: str = "PNG") -> bytes:
@@ -39,6 +39,16 @@ def test_pad_keeps_aspect_with_mean_colour_border() -> None:
     assert arr.shape == (32, 32, 3)
     assert tuple(arr[16, 0]) == IMAGENET_MEAN_RGB and tuple(arr[16, 31]) == IMAGENET_MEAN_RGB
     assert tuple(arr[16, 16]) != IMAGENET_MEAN_RGB
+
+
+@pytest.mark.parametrize("resize", ["pad", "crop"])
+def test_strips_beyond_the_aspect_limit_are_refused_before_any_resize(resize: str) -> None:
+    for size, limit in (((200, 40), 4.0), ((40, 200), 4.0), ((1_000_000, 1), 4.0)):  # the last: a 224e6-px crop
+        with pytest.raises(UnfitPoster, match=rf"poster is {size[0]}x{size[1]} px: aspect ratio [\d.]+ is beyond "
+                                               rf"embed.max_aspect_ratio {limit:g} "):
+            decode_for_cnn(encoded("L", size), 32, resize, max_aspect_ratio=limit)
+    assert decode_for_cnn(encoded("L", (160, 40)), 32, resize, max_aspect_ratio=4.0).shape == (32, 32, 3)  # 4.0: kept
+    assert decode_for_cnn(encoded("L", (200, 40)), 32, resize).shape == (32, 32, 3)  # 0: no limit
 
 
 def test_caffe_preprocessing_is_vgg19s_own() -> None:
@@ -79,6 +89,8 @@ def test_spec_key_tracks_what_changes_vectors() -> None:
     assert ModelSpec.from_conf(EmbedConf(backbones=[BackboneConf(weights="random")], input_size=32, seed=1)).key != key
     assert ModelSpec.from_conf(EmbedConf(backbones=[BackboneConf(weights="random")], input_size=32,
                                          batch_size=7)).key == key  # batching never changes vectors
+    assert ModelSpec.from_conf(EmbedConf(backbones=[BackboneConf(weights="random")], input_size=32,
+                                         max_aspect_ratio=9)).key == key  # which posters, not their vectors
 
 
 def test_extractor_is_built_once_and_seeded() -> None:

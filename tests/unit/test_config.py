@@ -37,6 +37,7 @@ def test_set_overrides_are_typed() -> None:
         ("spark.mode=yarn", "config key 'spark.mode' must be local or cluster"),
         ("run.date=yesterday", "config key 'run.date': 'yesterday' is not a date"),
         ("ingest.min_rating=9", "'ingest.min_rating' must be below 'ingest.max_rating'"),
+        ("embed.max_aspect_ratio=0.5", "config key 'embed.max_aspect_ratio' must be at least 1"),
         ("novalue", "expected key=value"),
     ],
 )
