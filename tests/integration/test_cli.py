@@ -177,6 +177,7 @@ def test_the_bad_input_corpus_end_to_end(local_run: LocalRun, spark: SparkSessio
     poster the CNN cannot decode cannot come from a crawl, as ingest fully decodes every poster it
     keeps with the same decoder (test_embed writes such bytes into ``posters`` directly)."""
     from hybridrec.demo import BAD_CASES
+    from hybridrec.embed import STAGE_EMBED
 
     done, db = local_run.done, local_run.data / "warehouse" / "hybridrec.db"
     assert done.returncode == 0, done.stderr[-3000:]
@@ -196,7 +197,7 @@ def test_the_bad_input_corpus_end_to_end(local_run: LocalRun, spark: SparkSessio
     embed = [int(x) for x in EMBED_LINE.search(done.stdout).groups()]  # type: ignore[union-attr]
     posters, already, already_bad, computed, bad = embed
     assert posters == table[S.POSTERS].count() == already + already_bad + computed + bad
-    assert (bad, already_bad) == (1, 0) and sum(r[S.STAGE] == "embed.posters" for r in q) == 1  # killed before embed
+    assert (bad, already_bad) == (1, 0) and sum(r[S.STAGE] == STAGE_EMBED for r in q) == 1  # killed before embed
     assert table[S.ITEM_EMBEDDINGS].count() == computed == posters - bad
 
 
