@@ -50,20 +50,25 @@ class DebugLog:
     """What scanning a (large) DEBUG log file found, without holding it in memory."""
     canary_hits: int
     debug_lines: int
+    value_lines: int  # lines of Parquet's per-value record loggers (customer data)
     tail: str  # the last 20,000 characters
 
 
+RECORD_LOGGERS = (" DEBUG MessageColumnIO: ", " DEBUG RecordConsumerLoggingWrapper: ")
+
+
 def scan_log(path: Path, chunk: int = 1 << 23) -> DebugLog:
-    hits = debug = 0
+    hits = debug = values = 0
     carry, tail = "", ""
     with open(path, errors="replace") as f:
         while block := f.read(chunk):
             text = carry + block
             hits += text.count(CANARY)
             debug += block.count(" DEBUG ")
+            values += sum(block.count(name) for name in RECORD_LOGGERS)
             carry = text[-(len(CANARY) - 1):]  # a canary split across two blocks is still found once
             tail = (tail + block)[-20_000:]
-    return DebugLog(hits, debug, tail)
+    return DebugLog(hits, debug, values, tail)
 
 
 @dataclass
@@ -154,6 +159,8 @@ def test_pipeline_then_sql_from_a_fresh_session(local_run: LocalRun) -> None:
     # and the whole pipeline logged at DEBUG to its end: no canary in any of those lines either
     log = local_run.done_log
     assert log.canary_hits == 0 and log.debug_lines > 100_000, (log.canary_hits, log.debug_lines)
+    # but not Parquet's record writers, which would log every value written (customer data)
+    assert log.value_lines == 0 and not any(name in local_run.killed_stderr for name in RECORD_LOGGERS)
     assert "py4j.clientserver DEBUG Command to send" in log.tail and log.tail.count(" DEBUG ") > 20  # to the end
     assert (tmp_path / "warehouse" / "hybridrec.db" / "items" / "_delta_log").is_dir()
 
