@@ -207,10 +207,18 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def _collect_eval(pred: DataFrame, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probs) of one split, ordered by item id (G floats per item)."""
-    rows = pred.filter(F.col(S.SPLIT) == split).select(S.ITEM_ID, LABELS, PROBS).orderBy(S.ITEM_ID).collect()
-    return np.array([r[LABELS] for r in rows], np.float32), np.array([r[PROBS] for r in rows], np.float32)
+def _evaluate_splits(pred: DataFrame, genres: Sequence[str]) -> list[tuple[str, BinaryMetrics]]:
+    """:func:`evaluate` on the validation and test rows of ``pred``, collected in one pass (one run of
+    the prediction UDF, one model load per worker): (labels, probs) per split, ordered by item id."""
+    rows = pred.filter(F.col(S.SPLIT).isin(VAL, TEST)).select(S.SPLIT, S.ITEM_ID, LABELS, PROBS) \
+        .orderBy(S.ITEM_ID).collect()
+
+    def part(split: str) -> tuple[np.ndarray, np.ndarray]:
+        mine = [r for r in rows if r[S.SPLIT] == split]
+        return (np.array([r[LABELS] for r in mine], np.float32).reshape(len(mine), len(genres)),
+                np.array([r[PROBS] for r in mine], np.float32).reshape(len(mine), len(genres)))
+
+    return evaluate(part(VAL), part(TEST), genres)
 
 
 def _metric_rows(run_id: str, stage: str, fold: int | None, rows: list[tuple[str, BinaryMetrics]],
@@ -314,7 +322,7 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
                                     tc.seed, head_path)
     report.epochs[STAGE_HEAD] = len(histories[STAGE_HEAD]["loss"])
     pred = with_predictions(data, prediction_column(str(head_path), "vector"), S.VECTOR).persist()
-    report.metrics[STAGE_HEAD] = evaluate(_collect_eval(pred, VAL), _collect_eval(pred, TEST), report.genres)
+    report.metrics[STAGE_HEAD] = _evaluate_splits(pred, report.genres)
     final_path, final_pred = head_path, pred
 
     if tc.folds > 1:
@@ -328,7 +336,7 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
             head_on(labelled.filter(~is_test & ~is_val), labelled.filter(is_val), tc.seed + 1 + f, fold_path)
             fp = with_predictions(labelled.filter(is_test | is_val).withColumn(
                 S.SPLIT, F.when(is_test, TEST).otherwise(VAL)), prediction_column(str(fold_path), "vector"), S.VECTOR)
-            for g, m in evaluate(_collect_eval(fp, VAL), _collect_eval(fp, TEST), report.genres):
+            for g, m in _evaluate_splits(fp, report.genres):
                 report.cv.append((f, g, m))
 
     if tc.fine_tune.enabled:
@@ -340,8 +348,7 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
         predict = prediction_column(str(final_path), "image", spec.input_size, spec.resize, _preprocess_mode(b))
         final_pred = with_predictions(data.drop(S.VECTOR).join(posters, S.ITEM_ID), predict, S.IMAGE) \
             .drop(S.IMAGE).persist()
-        report.metrics[STAGE_FINE_TUNE] = evaluate(_collect_eval(final_pred, VAL), _collect_eval(final_pred, TEST),
-                                                   report.genres)
+        report.metrics[STAGE_FINE_TUNE] = _evaluate_splits(final_pred, report.genres)
     report.model_uri = str(final_path)
 
     # artifacts: loss plot, metrics, genres
