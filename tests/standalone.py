@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import pyspark
 
+from hybridrec.session import QUICK_JIT  # the quick (C1) JIT only, as `hybridrec sql` uses
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
@@ -126,7 +128,10 @@ def submit_args(master: str, pyfiles: Path, data: Path) -> list[str]:
         "--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.databricks.delta.snapshotPartitions=2",
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.executor.memory=2g",
-        "--driver-java-options", f"-Dlog4j2.configurationFile=file:{ROOT}/lib/hybridrec/log4j2.properties",
+        # three JVMs (driver, two executors) on two cores running short jobs: the quick (C1) JIT
+        # alone compiles Spark's generated code sooner (the whole run 227 s instead of 299 s)
+        "--conf", f"spark.executor.extraJavaOptions={QUICK_JIT}",
+        "--driver-java-options", f"-Dlog4j2.configurationFile=file:{ROOT}/lib/hybridrec/log4j2.properties {QUICK_JIT}",
         "--py-files", str(pyfiles),
     ]
 

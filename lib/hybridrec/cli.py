@@ -25,9 +25,9 @@ def sql_main(argv: list[str]) -> int:
         parser.add_argument("query")
         parser.add_argument("--limit", type=int, default=50)
         args, cfg = parse_config(parser, argv)
-        from hybridrec.session import build_session
+        from hybridrec.session import build_session, for_one_query
 
-        spark = build_session(cfg)
+        spark = build_session(for_one_query(cfg))
         spark.sql(f"USE {cfg.database}")
         spark.sql(args.query).show(args.limit, truncate=60)
         return 0

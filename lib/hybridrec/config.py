@@ -51,6 +51,8 @@ class SparkConf:
     log_level: str = "WARN"
     # Extra Spark settings applied only in local mode (a cluster's settings are never overridden).
     conf: dict[str, str] = field(default_factory=dict)
+    # Extra options for the local-mode JVM (after hybridrec's own -D flags); none on a cluster.
+    java_options: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -50,7 +51,8 @@ def local_spark_conf(cfg: Config) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(data / "warehouse"),
         "spark.sql.catalogImplementation": "hive",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data} -Dlog4j2.configurationFile=file:{LOG4J_CONF}",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data} -Dlog4j2.configurationFile=file:{LOG4J_CONF} "
+                                         f"{cfg.spark.java_options}".strip(),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
@@ -65,6 +67,22 @@ def local_spark_conf(cfg: Config) -> dict[str, str]:
     }
     conf.update(cfg.spark.conf)
     return conf
+
+
+# The quick (C1) JIT only. C1 alone reserves a 48 MB code cache, which Spark's generated code
+# fills within a minute of a pipeline ("CodeCache is full. Compiler has been disabled."): reserve
+# the 240 MB the full JIT does.
+QUICK_JIT = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+
+
+def for_one_query(cfg: Config) -> Config:
+    """The config of a local JVM started for one query (``hybridrec sql``): the quick (C1) JIT
+    only, unless ``spark.java_options`` says otherwise. Such a JVM lives seconds, and C1 alone
+    compiles Spark's generated code sooner (25 s instead of 34 s on two cores); jobs keep the
+    full JIT, which pays off in a JVM that runs for minutes."""
+    if cfg.spark.java_options.strip():
+        return cfg
+    return dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, java_options=QUICK_JIT))
 
 
 def metastore_in_use(data_dir: Path) -> bool:

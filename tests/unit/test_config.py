@@ -91,7 +91,7 @@ def test_databricks_secret_scope() -> None:
 
 
 def test_local_session_conf_is_embedded_delta(tmp_path: Path) -> None:
-    from hybridrec.session import delta_maven_coordinates, local_spark_conf
+    from hybridrec.session import QUICK_JIT, delta_maven_coordinates, for_one_query, local_spark_conf
 
     cfg = load_config(LOCAL, [f"storage.data_dir={tmp_path}", "spark.conf={spark.sql.shuffle.partitions: '3'}"])
     conf = local_spark_conf(cfg)
@@ -101,6 +101,15 @@ def test_local_session_conf_is_embedded_delta(tmp_path: Path) -> None:
     assert f"databaseName={tmp_path / 'metastore_db'}" in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
     assert conf["spark.jars.packages"] == ",".join(delta_maven_coordinates())
     assert conf["spark.sql.shuffle.partitions"] == "3"  # conf wins over defaults, locally
+    # the local JVM's options: hybridrec's own, then the config's (none by default)
+    java = conf["spark.driver.extraJavaOptions"].split()
+    assert java[0] == f"-Dderby.system.home={tmp_path}" and java[1].startswith("-Dlog4j2.configurationFile=file:")
+    assert java[2:] == []
+    other = load_config(LOCAL, [f"storage.data_dir={tmp_path}", "spark.java_options=-Xss4m -Dx=1"])
+    assert local_spark_conf(other)["spark.driver.extraJavaOptions"].split()[2:] == ["-Xss4m", "-Dx=1"]
+    # hybridrec sql's JVM (one query): the quick JIT, unless the config names its own options
+    assert local_spark_conf(for_one_query(cfg))["spark.driver.extraJavaOptions"].split()[2:] == QUICK_JIT.split()
+    assert for_one_query(other) == other and for_one_query(cfg).spark.master == cfg.spark.master
 
 
 def test_local_python_workers_import_this_checkout() -> None:
