@@ -7,16 +7,18 @@
 # COMMAND ----------
 from __future__ import annotations
 
-try:
-    dbutils.widgets.text("database", "hybridrec")  # type: ignore[name-defined]  # noqa: F821
-    DATABASE = dbutils.widgets.get("database")  # type: ignore[name-defined]  # noqa: F821
+try:  # Unity Catalog: catalog.schema (the bundle's dev and prod targets have different catalogs)
+    dbutils.widgets.text("catalog", "hybridrec_prod")  # type: ignore[name-defined]  # noqa: F821
+    dbutils.widgets.text("schema", "hybridrec")  # type: ignore[name-defined]  # noqa: F821
+    DATABASE = ".".join(f"`{dbutils.widgets.get(w)}`" for w in ("catalog", "schema")  # type: ignore[name-defined]  # noqa: F821
+                        if dbutils.widgets.get(w))  # type: ignore[name-defined]  # noqa: F821
 except NameError:  # not on Databricks: use the embedded default's session and tables
     from hybridrec.config import load_config
-    from hybridrec.session import build_session
+    from hybridrec.runtime.session import build_session
 
     _cfg = load_config()
     spark = build_session(_cfg)
-    DATABASE = _cfg.storage.database
+    DATABASE = _cfg.storage.qualified_database
 
 # COMMAND ----------
 # Genre distribution of the crawl (the paper's Fig. 2)

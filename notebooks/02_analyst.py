@@ -14,14 +14,16 @@ try:
     spark  # type: ignore[used-before-def]  # noqa: B018  (Databricks and the tests provide it)
 except NameError:
     from hybridrec.config import load_config
-    from hybridrec.session import build_session
+    from hybridrec.runtime.session import build_session
 
     _cfg = load_config(os.environ.get("HYBRIDREC_CONF"))
     spark = build_session(_cfg)
     DATABASE = _cfg.database
-try:
-    dbutils.widgets.text("database", "hybridrec")  # type: ignore[name-defined]  # noqa: F821
-    DATABASE = dbutils.widgets.get("database")  # type: ignore[name-defined]  # noqa: F821
+try:  # Unity Catalog: catalog.schema (the bundle's dev and prod targets have different catalogs)
+    dbutils.widgets.text("catalog", "hybridrec_prod")  # type: ignore[name-defined]  # noqa: F821
+    dbutils.widgets.text("schema", "hybridrec")  # type: ignore[name-defined]  # noqa: F821
+    DATABASE = ".".join(f"`{dbutils.widgets.get(w)}`" for w in ("catalog", "schema")  # type: ignore[name-defined]  # noqa: F821
+                        if dbutils.widgets.get(w))  # type: ignore[name-defined]  # noqa: F821
 except NameError:
     DATABASE = globals().get("DATABASE", "hybridrec")
 PLOT_DIR = Path(globals().get("PLOT_DIR", "notebook-plots"))

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
 from hybridrec.config import Config, load_config  # noqa: E402
-from hybridrec.demo import DemoCrawl, generate_demo  # noqa: E402
+from hybridrec.crawl.demo import DemoCrawl, generate_demo  # noqa: E402
 
 TEST_DEMO = dict(movies=120, customers=40, mean_ratings_per_customer=15, poster_size=(48, 72), seed=11)
 
@@ -54,7 +54,7 @@ def make_cfg(base_overrides: list[str]) -> Callable[..., Config]:
 
 @pytest.fixture(scope="session")
 def spark(make_cfg: Callable[..., Config]) -> Iterator[object]:
-    from hybridrec.session import build_session
+    from hybridrec.runtime.session import build_session
 
     session = build_session(make_cfg(database="default_test"))
     yield session

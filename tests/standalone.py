@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pyspark
 
-from hybridrec.session import QUICK_JIT  # the quick (C1) JIT only, as `hybridrec sql` uses
+from hybridrec.runtime.session import QUICK_JIT  # the quick (C1) JIT only, as `hybridrec sql` uses
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,7 +131,7 @@ def submit_args(master: str, pyfiles: Path, data: Path) -> list[str]:
         # three JVMs (driver, two executors) on two cores running short jobs: the quick (C1) JIT
         # alone compiles Spark's generated code sooner (the whole run 227 s instead of 299 s)
         "--conf", f"spark.executor.extraJavaOptions={QUICK_JIT}",
-        "--driver-java-options", f"-Dlog4j2.configurationFile=file:{ROOT}/lib/hybridrec/log4j2.properties {QUICK_JIT}",
+        "--driver-java-options", f"-Dlog4j2.configurationFile=file:{ROOT}/lib/hybridrec/runtime/log4j2.properties {QUICK_JIT}",
         "--py-files", str(pyfiles),
     ]
 

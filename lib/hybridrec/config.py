@@ -5,6 +5,11 @@ Every job takes ``--conf FILE`` (default ``conf/local.yaml``) and any number of
 suggest the closest valid one). Secrets are *references* (an environment-variable name or a
 Databricks secret scope/key), never values; :func:`resolve_secret` reads them at the point of
 use and nothing here ever prints them.
+
+**One source of defaults.** The dataclass defaults below *are* the embedded default: they equal
+the shipped ``conf/local.yaml`` key for key (a test checks it), so a config file only says how an
+environment differs. Keys with a fixed set of values are ``Literal`` types; each section checks
+its own values when it is built (``__post_init__``) and names the key it rejects.
 """
 from __future__ import annotations
 
@@ -17,13 +22,43 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 
 from hybridrec.errors import UserError
 
 DEFAULT_CONF = Path("conf") / "local.yaml"
+
+# ---- the fixed sets of values ------------------------------------------------------------
+SparkMode = Literal["local", "cluster"]  # local: embedded local[*] + Delta; cluster: take the provided session
+RatingsFormat = Literal["auto", "csv", "parquet"]
+Resize = Literal["pad", "crop"]  # pad (aspect-preserving, mean-colour border) | crop (centre crop)
+Pooling = Literal["avg", "max", "flatten"]  # global pooling of a 4-D activation
+Preprocess = Literal["auto", "caffe", "tf", "torch", "none"]  # auto = the backbone's own
+Optimizer = Literal["sgd", "adam"]  # sgd (with momentum, the paper's) | adam
+Vectors = Literal["embeddings", "features"]
+Blocks = Literal["labelled", "predicted"]  # labelled (items.genres) | predicted (item_categories)
+Measure = Literal["cosine", "euclidean"]
+Split = Literal["temporal", "random", "new_items"]
+Gain = Literal["graded", "binary"]
+# popular: most rated in training; item_knn: rating cosine; als: Spark ALS (implicit); visual: poster
+# neighbours without category blocks; paper: the paper's method (poster neighbours within categories);
+# paper_rating: paper blended with rating cosine (evaluate.blend_*); hybrid: the default recommender
+# (the similarity stage's neighbours + the fitted cold-start model, recommend.cold_start); random:
+# seeded random order; genre_affinity: items scored by the customer's share of liked ratings in
+# each of their genres. Every name is a registered hybridrec.models recommender.
+ModelName = Literal["popular", "item_knn", "als", "ease", "visual", "paper", "paper_rating", "hybrid", "random",
+                    "genre_affinity"]
+ColdFeature = Literal["prior", "vote_average", "genre", "image"]
+
+EVAL_MODELS: tuple[str, ...] = typing.get_args(ModelName)
+DEFAULT_EVAL_MODELS = ("popular", "item_knn", "als", "visual", "paper", "hybrid")
+COLD_FEATURES: tuple[str, ...] = typing.get_args(ColdFeature)
+
+
+def _fail(key: str, what: str) -> UserError:
+    return UserError(f"config key '{key}' {what}")
 
 
 @dataclass(frozen=True)
@@ -45,30 +80,46 @@ class SecretRef:
 
 @dataclass(frozen=True)
 class SparkConf:
-    mode: str = "local"  # local: embedded local[*] + Delta; cluster: take the provided session
+    mode: SparkMode = "local"
     master: str = "local[*]"
     app_name: str = "hybridrec"
+    # DEBUG also turns on the jobs' Python debug logs (py4j's gateway calls included); Parquet's
+    # per-value record logs stay off (they would print customer data)
     log_level: str = "WARN"
     # Extra Spark settings applied only in local mode (a cluster's settings are never overridden).
-    conf: dict[str, str] = field(default_factory=dict)
+    conf: dict[str, str] = field(default_factory=lambda: {"spark.sql.shuffle.partitions": "8",
+                                                          "spark.driver.memory": "4g"})
     # Extra options for the local-mode JVM (after hybridrec's own -D flags); none on a cluster.
+    # Empty: `hybridrec sql` runs the quick (C1) JIT only, jobs the full JIT.
     java_options: str = ""
+    # Where iterative algorithms (ALS) cut their lineage, so a long fit never overflows a task's
+    # stack; a folder every executor reaches (a Volume, HDFS, S3) on a cluster. Empty: <data_dir>/checkpoints.
+    checkpoint_dir: str = ""
 
 
 @dataclass(frozen=True)
 class StorageConf:
     # Local mode: warehouse/, metastore_db/ and the demo crawl live under this directory.
-    data_dir: str = ".hybridrec"
+    data_dir: str = "${HYBRIDREC_DATA:-.hybridrec}"
     catalog: str | None = None  # Unity Catalog name on Databricks; None = session default
     database: str = "hybridrec"
+
+    @property
+    def qualified_database(self) -> str:
+        """The quoted ``catalog.database`` (or ``database``) every table lives in."""
+        return ".".join(f"`{p}`" for p in (self.catalog, self.database) if p)
+
+    def table(self, name: str) -> str:
+        """Fully qualified, quoted table name in the configured catalog and database."""
+        return f"{self.qualified_database}.`{name}`"
 
 
 @dataclass(frozen=True)
 class InputConf:
-    crawl_dir: str = ""  # JSON-lines TMDB records (*.jsonl / *.json) + posters/ folder
+    crawl_dir: str = "${HYBRIDREC_DATA:-.hybridrec}/demo/crawl"  # JSON-lines TMDB records + posters/
     posters_dir: str | None = None  # default: <crawl_dir>/posters
-    ratings_path: str = ""  # CSV (header) or Parquet: customer_id,item_id,rating,timestamp
-    ratings_format: str = "auto"  # auto | csv | parquet
+    ratings_path: str = "${HYBRIDREC_DATA:-.hybridrec}/demo/ratings.csv"  # CSV (header) or Parquet
+    ratings_format: RatingsFormat = "auto"
 
 
 @dataclass(frozen=True)
@@ -76,16 +127,22 @@ class IngestConf:
     crawl_date: str | None = None  # YYYY-MM-DD; default: crawl manifest, else the run date
     min_rating: float = 1.0
     max_rating: float = 5.0
-    max_poster_bytes: int = 10 * 1024 * 1024
+    max_poster_bytes: int = 2 * 1024 * 1024  # 2 MiB: TMDB posters are well below this
     max_poster_pixels: int = 40_000_000
+
+    def __post_init__(self) -> None:
+        if self.min_rating >= self.max_rating:
+            raise _fail("ingest.min_rating", "must be below 'ingest.max_rating'")
+        if self.crawl_date:
+            parse_date(self.crawl_date, "ingest.crawl_date")
 
 
 @dataclass(frozen=True)
 class DemoConf:
     # When true and input.crawl_dir does not exist yet, the pipeline first writes the seeded demo
     # crawl into out_dir (whose crawl/ and ratings.csv the input paths should point at).
-    enabled: bool = False
-    out_dir: str = ""
+    enabled: bool = True
+    out_dir: str = "${HYBRIDREC_DATA:-.hybridrec}/demo"
     movies: int = 2500
     customers: int = 800
     mean_ratings_per_customer: int = 40
@@ -103,18 +160,22 @@ class BackboneConf:
     # | file (a saved Keras model at model_path)
     name: str = "vgg19"
     layer: str | None = None  # default: block5_pool for VGG; the last layer otherwise; fc1/fc2 = VGG's 4096-d
-    pooling: str = "avg"  # avg | max | flatten (global pooling of a 4-D activation)
-    weights: str = "imagenet"  # imagenet (Keras cache, $KERAS_HOME/models) | random | a weights file path
+    pooling: Pooling = "avg"
+    # imagenet (Keras cache, $KERAS_HOME/models) | random (seeded: tests and the offline demo) | a weights file
+    weights: str = "imagenet"
     model_path: str | None = None  # for name: file (.keras / .h5)
-    preprocess: str = "auto"  # auto (the backbone's own) | caffe | tf | torch | none
+    preprocess: Preprocess = "auto"
 
 
 @dataclass(frozen=True)
 class EmbedConf:
-    # Several backbones = the paper's future-work ensemble: their vectors are concatenated.
-    backbones: list[BackboneConf] = field(default_factory=lambda: [BackboneConf()])
-    input_size: int = 224  # square side in pixels fed to the CNN
-    resize: str = "pad"  # pad (aspect-preserving, mean-colour border) | crop (centre crop)
+    # Several backbones = the paper's future-work ensemble: their vectors are concatenated. The
+    # default is the offline demo's: VGG19 with seeded random weights at 64x64 (no ImageNet
+    # download is possible offline); conf/cluster.yaml names imagenet at 224.
+    backbones: list[BackboneConf] = field(default_factory=lambda: [
+        BackboneConf(name="vgg19", layer="block5_pool", pooling="avg", weights="random")])
+    input_size: int = 64  # square side in pixels fed to the CNN (the paper: 224)
+    resize: Resize = "pad"
     # Longer side / shorter side beyond which a poster is not embedded but quarantined: a poster is
     # about 1.5 (2:3); a strip or banner would reach the CNN as mostly padding (pad) or a sliver (crop).
     max_aspect_ratio: float = 4.0
@@ -123,6 +184,21 @@ class EmbedConf:
     seed: int = 0  # for weights: random
     mixed_precision: bool = False  # float16 compute on GPUs
     tf_threads: int = 0  # intra-op threads per Python worker (0 = TensorFlow's default)
+    # Posters per commit: a killed run keeps every finished chunk, and its rerun computes only the
+    # rest (0 = one commit at the end).
+    commit_every: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.commit_every < 0:
+            raise _fail("embed.commit_every", f"must be 0 (one commit) or a number of posters, got {self.commit_every}")
+        if self.max_aspect_ratio < 1:
+            raise _fail("embed.max_aspect_ratio", f"must be at least 1 (longer side / shorter side), got "
+                                                  f"{self.max_aspect_ratio}")
+        if not self.backbones:
+            raise _fail("embed.backbones", "needs at least one backbone")
+        for i, b in enumerate(self.backbones):
+            if b.name == "file" and not b.model_path:
+                raise _fail(f"embed.backbones[{i}].model_path", "is required for name: file")
 
 
 @dataclass(frozen=True)
@@ -133,7 +209,7 @@ class FineTuneConf:
     trainable_prefix: str = "block5"  # layers whose name starts with this are re-learned
     epochs: int = 10
     batch_size: int = 16
-    optimizer: str = "sgd"  # sgd (with momentum, the paper's) | adam
+    optimizer: Optimizer = "sgd"
     learning_rate: float = 1e-4  # reduced against the head's, as the paper
     momentum: float = 0.9
     patience: int = 3  # early stopping on validation loss
@@ -149,7 +225,7 @@ class TrainConf:
     dropout: float = 0.5
     epochs: int = 50  # the paper's 50; early stopping usually ends sooner
     batch_size: int = 64
-    optimizer: str = "sgd"  # sgd (with momentum, the paper's) | adam
+    optimizer: Optimizer = "sgd"
     learning_rate: float = 0.01
     momentum: float = 0.9
     patience: int = 5  # early stopping on validation loss (best weights restored)
@@ -164,65 +240,103 @@ class TrainConf:
     mlflow_artifact_location: str = ""  # for a new experiment; empty = the tracking server's default
     fine_tune: FineTuneConf = field(default_factory=FineTuneConf)
 
+    def __post_init__(self) -> None:
+        if not (0 < self.test_fraction < 1 and 0 <= self.val_fraction < 1
+                and self.test_fraction + self.val_fraction < 1):
+            raise UserError("config keys 'train.test_fraction' and 'train.val_fraction' must be fractions "
+                            "that leave a training part")
+        if not 0 <= self.dropout < 1 or self.hidden < 1 or self.epochs < 1 or self.batch_size < 1 or self.folds == 1:
+            raise UserError("config keys 'train.dropout' in [0, 1), 'train.hidden', 'train.epochs', "
+                            "'train.batch_size' >= 1 and 'train.folds' 0 or >= 2")
+
 
 @dataclass(frozen=True)
 class SimilarityConf:
     # embeddings (item_embeddings of the configured extractor) | features (the classifier's 1024-d
     # penultimate activations in item_categories, the paper's "feature maps")
-    vectors: str = "embeddings"
-    blocks: str = "labelled"  # labelled (items.genres) | predicted (item_categories, the classifier's)
-    measure: str = "cosine"  # cosine | euclidean
+    vectors: Vectors = "embeddings"
+    blocks: Blocks = "predicted"
+    measure: Measure = "cosine"
     max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
     top_k: int = 50
-    block_size: int = 2000  # no task holds more than block_size^2 scores
+    block_size: int = 500  # no task holds more than block_size^2 scores
     broadcast_max_mb: int = 1024  # vectors up to this size are broadcast to item-chunk tasks; larger: sub-block joins
     # Blend with rating-based item-item cosine: s = w * n / (n + shrinkage) * rating_cos + (1 - w) * image_sim,
-    # w = rating_weight, n = the pair's co-raters; a missing side counts 0 (w = 0: image only, the paper)
-    rating_weight: float = 0.0
+    # w = rating_weight, n = the pair's co-raters; a missing side counts 0. 1 = the hybrid's neighbours:
+    # rating cosine only (no poster search; new items go to the cold-start model); 0 = the paper.
+    rating_weight: float = 1.0
     rating_shrinkage: float = 0.0
     rating_min_support: int = 1  # co-raters a rating pair needs
     rating_max_history: int = 500  # latest ratings per customer used for rating similarity (0 = all)
 
-
-# popular: most rated in training; item_knn: rating cosine; als: Spark ALS (implicit); visual: poster
-# neighbours without category blocks; paper: the paper's method (poster neighbours within categories);
-# paper_rating: paper blended with rating cosine (evaluate.blend_*); hybrid: the default recommender
-# (rating neighbours + the fitted cold-start model, recommend.cold_start); random: seeded random order;
-# genre_affinity: items scored by the customer's share of liked ratings in each of their genres
-EVAL_MODELS = ("popular", "item_knn", "als", "visual", "paper", "paper_rating", "hybrid", "random", "genre_affinity")
-DEFAULT_EVAL_MODELS = ("popular", "item_knn", "als", "visual", "paper", "hybrid")
-RECOMMEND_MODELS = ("hybrid", "paper")
-COLD_FEATURES = ("prior", "vote_average", "genre", "image")
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.block_size < 2:
+            raise UserError("config keys 'similarity.top_k' >= 1 and 'similarity.block_size' >= 2")
+        if not 0 <= self.rating_weight <= 1 or self.rating_shrinkage < 0:
+            raise UserError("config keys 'similarity.rating_weight' in [0, 1] and 'similarity.rating_shrinkage' >= 0")
 
 
 @dataclass(frozen=True)
 class EvaluateConf:
-    """Offline evaluation: split each customer's ratings, score the training part, rank held-out items."""
+    """Offline evaluation: split each customer's ratings, fit every model on the training part, rank
+    held-out items."""
 
     # temporal (each customer's latest ratings held out) | random (seeded) | new_items (every rating of
     # a seeded new_item_fraction of the items held out; models rank only those items)
-    split: str = "temporal"
+    split: Split = "temporal"
     new_item_fraction: float = 0.15
     holdout_fraction: float = 0.2  # of each customer's ratings (at least one)
     holdout_last: int = 0  # > 0: hold out each customer's last k ratings instead of a fraction
     min_ratings: int = 5  # customers with fewer ratings stay wholly in training
     relevant_threshold: float = 4.0  # held-out ratings >= this are relevant
-    gain: str = "graded"  # nDCG gain: graded (the held-out rating) | binary
+    gain: Gain = "graded"  # nDCG gain: the held-out rating | 1; log2 discount
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    models: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_MODELS))
+    models: list[ModelName] = field(default_factory=lambda: list(DEFAULT_EVAL_MODELS))  # type: ignore[arg-type]
     blend_weight: float = 0.5  # paper_rating: the rating blend's weight (see similarity.rating_weight)
     blend_shrinkage: float = 0.0
     als_rank: int = 32
     als_reg: float = 0.1
     als_alpha: float = 10.0  # implicit-feedback confidence scale
     als_iterations: int = 10
+    # als_tune: the four above are a starting point; a coordinate search over these grids on a
+    # temporal carve-out of the fitted ratings picks the settings (one parameter at a time)
+    als_tune: bool = True
+    als_ranks: list[int] = field(default_factory=lambda: [32, 64, 128])
+    als_regs: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    als_alphas: list[float] = field(default_factory=lambda: [1.0, 10.0, 40.0])
+    als_iteration_grid: list[int] = field(default_factory=lambda: [10, 20])
+    # ease (Steck 2019): a closed-form item-item model over the ease_items most-rated items; its
+    # L2 weight is chosen from ease_lambdas on a temporal carve-out of the ratings it is fitted on
+    # (ease_lambda set: that value, no tuning); ease_top_k weights kept per item for serving
+    ease_items: int = 2000
+    ease_lambdas: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 400.0, 800.0])
+    ease_lambda: float | None = None
+    ease_top_k: int = 200
+    tune_customers: int = 2000  # customers of a carve-out scored for each tuning candidate (driver)
     seed: int = 0
     report_dir: str = ""  # default <storage.data_dir>/reports
+
+    def __post_init__(self) -> None:
+        if not 0 < self.new_item_fraction < 1:
+            raise _fail("evaluate.new_item_fraction", "must be in (0, 1)")
+        if not 0 < self.holdout_fraction < 1 or self.holdout_last < 0 or self.min_ratings < 2:
+            raise UserError("config keys 'evaluate.holdout_fraction' in (0, 1), 'evaluate.holdout_last' >= 0 "
+                            "and 'evaluate.min_ratings' >= 2")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise _fail("evaluate.ks", "needs cut-offs >= 1")
+        if not self.models:
+            raise _fail("evaluate.models", f"needs at least one model; models are {', '.join(EVAL_MODELS)}")
+        if not 0 <= self.blend_weight <= 1 or self.blend_shrinkage < 0:
+            raise UserError("config keys 'evaluate.blend_weight' in [0, 1] and 'evaluate.blend_shrinkage' >= 0")
+        if self.ease_items < 2 or self.ease_top_k < 1 or not self.ease_lambdas or \
+                any(x <= 0 for x in self.ease_lambdas) or (self.ease_lambda is not None and self.ease_lambda <= 0):
+            raise UserError("config keys 'evaluate.ease_items' >= 2, 'evaluate.ease_top_k' >= 1 and "
+                            "'evaluate.ease_lambdas' / 'evaluate.ease_lambda' > 0")
 
 
 @dataclass(frozen=True)
 class ColdStartConf:
-    """The hybrid's cold-start model (hybridrec.coldstart): items with fewer than max_ratings ratings."""
+    """The hybrid's cold-start model (hybridrec.models.coldstart): items with fewer than max_ratings ratings."""
 
     max_ratings: int = 5  # items with fewer ratings are scored by the cold-start model
     slots: int = 2  # of each top-n list, at most this many go to cold items (the last positions)
@@ -231,7 +345,7 @@ class ColdStartConf:
     min_lift: float | None = None
     lift_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0, float("inf")])
     fit_holdout: float = 0.2  # the carve-out for min_lift: each customer's latest share of training ratings
-    features: list[str] = field(default_factory=lambda: list(COLD_FEATURES))
+    features: list[ColdFeature] = field(default_factory=lambda: list(COLD_FEATURES))  # type: ignore[arg-type]
     fit_fraction: float = 0.15  # share of the rated items hidden to fit the model (a carve-out of training)
     fit_customers: int = 20000  # the fit uses at most this many customers (a seeded sample)
     relevant: float = 4.0  # a hidden rating >= this is a positive
@@ -239,12 +353,25 @@ class ColdStartConf:
     image_neighbors: int = 50  # poster neighbours per cold item (centred cosine, among rated items)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise _fail("recommend.cold_start.features", f"needs at least one feature; features are "
+                                                         f"{', '.join(COLD_FEATURES)}")
+        if (self.min_lift is not None and self.min_lift < 0) or not self.lift_grid \
+                or any(x < 0 for x in self.lift_grid) or not 0 < self.fit_holdout < 1:
+            raise UserError("config keys 'recommend.cold_start.min_lift' >= 0 or null, 'lift_grid' of "
+                            "values >= 0, 'fit_holdout' in (0, 1)")
+        if not 0 < self.fit_fraction < 1 or self.slots < 0 or self.max_ratings < 1 or self.fit_customers < 1 \
+                or self.l2 < 0:
+            raise UserError("config keys 'recommend.cold_start.fit_fraction' in (0, 1), 'slots' >= 0, "
+                            "'max_ratings' >= 1, 'fit_customers' >= 1 and 'l2' >= 0")
+
 
 @dataclass(frozen=True)
 class RecommendConf:
-    # hybrid: the item_neighbors of the run for items with ratings + the fitted cold-start model for
-    # items with few or none; paper: item_neighbors only (the paper's method when they are poster-based)
-    model: str = "hybrid"
+    # hybrid (the default): the similarity stage's neighbours for items with ratings + the fitted
+    # cold-start model for items with few or none; any other registered model serves as it is evaluated
+    model: ModelName = "hybrid"
     cold_start: ColdStartConf = field(default_factory=ColdStartConf)
     top_n: int = 10
     threshold: float = 3.0  # only ratings above this add their neighbours (the paper's threshold)
@@ -269,11 +396,41 @@ class CrawlConf:
     timeout_seconds: float = 10.0
     out_dir: str = ""  # default input.crawl_dir
 
+    def __post_init__(self) -> None:
+        if self.first_year > self.last_year or self.requests_per_second <= 0 or self.max_retries < 0:
+            raise UserError("config keys 'crawl.first_year' <= 'crawl.last_year', 'crawl.requests_per_second' > 0 "
+                            "and 'crawl.max_retries' >= 0")
+
+
+# Delta's own floor for VACUUM: files younger than this may still be read by a running query or
+# a time-travel read, so a shorter retention is refused (Delta's retentionDurationCheck).
+SAFE_VACUUM_HOURS = 168
+
+
+@dataclass(frozen=True)
+class MaintenanceConf:
+    """The maintenance job: retention of old runs, OPTIMIZE (clustering), VACUUM."""
+
+    retention_runs: int = 30  # the newest runs kept in each run-stamped table (recommendations, ...)
+    optimize: bool = True  # OPTIMIZE every table (compaction; liquid clustering where declared)
+    vacuum_hours: int = SAFE_VACUUM_HOURS  # VACUUM files unreferenced for longer than this
+
+    def __post_init__(self) -> None:
+        if self.retention_runs < 1:
+            raise _fail("maintenance.retention_runs", f"must keep at least 1 run, got {self.retention_runs}")
+        if self.vacuum_hours < SAFE_VACUUM_HOURS:
+            raise _fail("maintenance.vacuum_hours", f"must be at least {SAFE_VACUUM_HOURS} (7 days, Delta's safe "
+                                                   f"retention for running readers and time travel), got {self.vacuum_hours}")
+
 
 @dataclass(frozen=True)
 class RunConf:
     id: str | None = None  # default: the run date
     date: str | None = None  # logical run date YYYY-MM-DD; default: today (UTC)
+
+    def __post_init__(self) -> None:
+        if self.date:
+            parse_date(self.date, "run.date")
 
 
 @dataclass(frozen=True)
@@ -297,6 +454,7 @@ class Config:
     crawl: CrawlConf = field(default_factory=CrawlConf)
     run: RunConf = field(default_factory=RunConf)
     secrets: SecretsConf = field(default_factory=SecretsConf)
+    maintenance: MaintenanceConf = field(default_factory=MaintenanceConf)
 
     # ---- derived values -------------------------------------------------------------
     @property
@@ -314,15 +472,15 @@ class Config:
     @property
     def database(self) -> str:
         """The quoted ``catalog.database`` (or ``database``) every table lives in."""
-        return ".".join(f"`{p}`" for p in (self.storage.catalog, self.storage.database) if p)
+        return self.storage.qualified_database
 
     def table(self, name: str) -> str:
         """Fully qualified, quoted table name in the configured catalog and database."""
-        return f"{self.database}.`{name}`"
+        return self.storage.table(name)
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.storage.data_dir).expanduser().resolve()
+        return Path(_expand_env(self.storage.data_dir)).expanduser().resolve()
 
     def describe(self) -> dict[str, Any]:
         """Config as a dict safe to print: secret references show their names only."""
@@ -357,8 +515,26 @@ def _expand_env(value: str) -> str:
     return _ENV_RE.sub(sub, value)
 
 
+def _expanded(value: Any) -> Any:
+    """A default value with ``${VAR}`` expanded in every string it holds (as the YAML's are)."""
+    if isinstance(value, str):
+        return _expand_env(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _expanded(getattr(value, f.name))
+                                             for f in dataclasses.fields(value)})
+    if isinstance(value, list):
+        return [_expanded(v) for v in value]
+    return value
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
+
+
+def choices(values: tuple[Any, ...]) -> str:
+    """'a or b', 'a, b or c'."""
+    names = [str(v) for v in values]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -369,18 +545,24 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
             return None
         return _coerce(value, args[0], key)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        text = str(value) if not isinstance(value, (Mapping, list)) else None
+        if text not in allowed:
+            raise _fail(key, f"must be {choices(allowed)}, got '{value}'")
+        return text
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+            raise _fail(key, f"must be a mapping, got {value!r}")
         return _build(tp, value, key + ".")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise UserError(f"config key '{key}' must be a list, got {value!r}")
+            raise _fail(key, f"must be a list, got {value!r}")
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+            raise _fail(key, f"must be a mapping, got {value!r}")
         return {str(k): str(v) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
@@ -389,33 +571,44 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return True
         if str(value).lower() in ("false", "no", "0", "off"):
             return False
-        raise UserError(f"config key '{key}' must be true or false, got {value!r}")
+        raise _fail(key, f"must be true or false, got {value!r}")
     if tp in (int, float):
         if isinstance(value, bool):
-            raise UserError(f"config key '{key}' must be a number, got {value!r}")
+            raise _fail(key, f"must be a number, got {value!r}")
         try:
             number = tp(value) if tp is float else int(str(value).replace("_", ""))
         except (TypeError, ValueError):
-            raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}") from None
+            raise _fail(key, f"must be {_type_name(tp)}, got {value!r}") from None
         return number
     if tp is str:
         if isinstance(value, (Mapping, list)):
-            raise UserError(f"config key '{key}' must be a string, got {value!r}")
+            raise _fail(key, f"must be a string, got {value!r}")
         return _expand_env(str(value))
     raise TypeError(f"unsupported config type {tp} for {key}")  # a bug in this module
 
 
 def _build(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """``cls`` from a mapping: given keys coerced to their declared types, missing ones take the
+    dataclass default (with ``${VAR}`` expanded, as a YAML value would be)."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = str(raw_key)
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise UserError(f"unknown config key '{prefix}{key}'{hint}")
         kwargs[key] = _coerce(value, hints[key], prefix + key)
+    for name, f in fields.items():
+        if name in kwargs:
+            continue
+        if dataclasses.is_dataclass(hints[name]) and f.default_factory is hints[name]:
+            kwargs[name] = _build(hints[name], {}, f"{prefix}{name}.")
+        elif f.default is not dataclasses.MISSING:
+            kwargs[name] = _expanded(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            kwargs[name] = _expanded(f.default_factory())
     return cls(**kwargs)
 
 
@@ -443,7 +636,8 @@ def _parse_override(item: str) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file (default ``conf/local.yaml``) and apply ``--set`` items.
+    """Read a YAML config file (default ``conf/local.yaml``) and apply ``--set`` items; keys the
+    file does not set keep the dataclass defaults (the embedded default).
 
     Raises :class:`UserError` with one line naming the file or key on any problem.
     """
@@ -464,89 +658,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg: Config = _build(Config, data)
     except UserError as exc:
         raise UserError(f"{conf_path}: {exc}") from None
-    if cfg.spark.mode not in ("local", "cluster"):
-        raise UserError(f"{conf_path}: config key 'spark.mode' must be local or cluster, got '{cfg.spark.mode}'")
-    if cfg.input.ratings_format not in ("auto", "csv", "parquet"):
-        raise UserError(f"{conf_path}: config key 'input.ratings_format' must be auto, csv or parquet")
-    if cfg.ingest.min_rating >= cfg.ingest.max_rating:
-        raise UserError(f"{conf_path}: config key 'ingest.min_rating' must be below 'ingest.max_rating'")
-    if cfg.embed.resize not in ("pad", "crop"):
-        raise UserError(f"{conf_path}: config key 'embed.resize' must be pad or crop, got '{cfg.embed.resize}'")
-    if cfg.embed.max_aspect_ratio < 1:
-        raise UserError(f"{conf_path}: config key 'embed.max_aspect_ratio' must be at least 1 (longer side / "
-                        f"shorter side), got {cfg.embed.max_aspect_ratio}")
-    if not cfg.embed.backbones:
-        raise UserError(f"{conf_path}: config key 'embed.backbones' needs at least one backbone")
-    for i, b in enumerate(cfg.embed.backbones):
-        if b.pooling not in ("avg", "max", "flatten"):
-            raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].pooling' must be avg, max or flatten")
-        if b.preprocess not in ("auto", "caffe", "tf", "torch", "none"):
-            raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].preprocess' must be auto, caffe, tf, torch or none")
-        if b.name == "file" and not b.model_path:
-            raise UserError(f"{conf_path}: config key 'embed.backbones[{i}].model_path' is required for name: file")
-    tr = cfg.train
-    for key, opt in (("train.optimizer", tr.optimizer), ("train.fine_tune.optimizer", tr.fine_tune.optimizer)):
-        if opt not in ("sgd", "adam"):
-            raise UserError(f"{conf_path}: config key '{key}' must be sgd or adam, got '{opt}'")
-    if not (0 < tr.test_fraction < 1 and 0 <= tr.val_fraction < 1 and tr.test_fraction + tr.val_fraction < 1):
-        raise UserError(f"{conf_path}: config keys 'train.test_fraction' and 'train.val_fraction' must be fractions "
-                        "that leave a training part")
-    if not 0 <= tr.dropout < 1 or tr.hidden < 1 or tr.epochs < 1 or tr.batch_size < 1 or tr.folds == 1:
-        raise UserError(f"{conf_path}: config keys 'train.dropout' in [0, 1), 'train.hidden', 'train.epochs', "
-                        "'train.batch_size' >= 1 and 'train.folds' 0 or >= 2")
-    sim = cfg.similarity
-    if sim.measure not in ("cosine", "euclidean"):
-        raise UserError(f"{conf_path}: config key 'similarity.measure' must be cosine or euclidean")
-    if sim.blocks not in ("labelled", "predicted"):
-        raise UserError(f"{conf_path}: config key 'similarity.blocks' must be labelled or predicted")
-    if sim.vectors not in ("embeddings", "features"):
-        raise UserError(f"{conf_path}: config key 'similarity.vectors' must be embeddings or features")
-    if sim.top_k < 1 or sim.block_size < 2:
-        raise UserError(f"{conf_path}: config keys 'similarity.top_k' >= 1 and 'similarity.block_size' >= 2")
-    if not 0 <= sim.rating_weight <= 1 or sim.rating_shrinkage < 0:
-        raise UserError(f"{conf_path}: config keys 'similarity.rating_weight' in [0, 1] and "
-                        "'similarity.rating_shrinkage' >= 0")
-    ev = cfg.evaluate
-    if ev.split not in ("temporal", "random", "new_items"):
-        raise UserError(f"{conf_path}: config key 'evaluate.split' must be temporal, random or new_items, "
-                        f"got '{ev.split}'")
-    if not 0 < ev.new_item_fraction < 1:
-        raise UserError(f"{conf_path}: config key 'evaluate.new_item_fraction' must be in (0, 1)")
-    if ev.gain not in ("graded", "binary"):
-        raise UserError(f"{conf_path}: config key 'evaluate.gain' must be graded or binary, got '{ev.gain}'")
-    if not 0 < ev.holdout_fraction < 1 or ev.holdout_last < 0 or ev.min_ratings < 2:
-        raise UserError(f"{conf_path}: config keys 'evaluate.holdout_fraction' in (0, 1), 'evaluate.holdout_last' >= 0 "
-                        "and 'evaluate.min_ratings' >= 2")
-    if not ev.ks or any(k < 1 for k in ev.ks):
-        raise UserError(f"{conf_path}: config key 'evaluate.ks' needs cut-offs >= 1")
-    bad = [m for m in ev.models if m not in EVAL_MODELS]
-    if bad or not ev.models:
-        raise UserError(f"{conf_path}: config key 'evaluate.models': unknown model(s) {', '.join(bad) or '(none)'}; "
-                        f"models are {', '.join(EVAL_MODELS)}")
-    rc = cfg.recommend
-    if rc.model not in RECOMMEND_MODELS:
-        raise UserError(f"{conf_path}: config key 'recommend.model' must be {' or '.join(RECOMMEND_MODELS)}, "
-                        f"got '{rc.model}'")
-    cs = rc.cold_start
-    bad = [f for f in cs.features if f not in COLD_FEATURES]
-    if bad or not cs.features:
-        raise UserError(f"{conf_path}: config key 'recommend.cold_start.features': unknown feature(s) "
-                        f"{', '.join(bad) or '(none)'}; features are {', '.join(COLD_FEATURES)}")
-    if (cs.min_lift is not None and cs.min_lift < 0) or not cs.lift_grid or any(x < 0 for x in cs.lift_grid) \
-            or not 0 < cs.fit_holdout < 1:
-        raise UserError(f"{conf_path}: config keys 'recommend.cold_start.min_lift' >= 0 or null, 'lift_grid' of "
-                        "values >= 0, 'fit_holdout' in (0, 1)")
-    if not 0 < cs.fit_fraction < 1 or cs.slots < 0 or cs.max_ratings < 1 or cs.fit_customers < 1 or cs.l2 < 0:
-        raise UserError(f"{conf_path}: config keys 'recommend.cold_start.fit_fraction' in (0, 1), 'slots' >= 0, "
-                        "'max_ratings' >= 1, 'fit_customers' >= 1 and 'l2' >= 0")
-    if not 0 <= ev.blend_weight <= 1 or ev.blend_shrinkage < 0:
-        raise UserError(f"{conf_path}: config keys 'evaluate.blend_weight' in [0, 1] and 'evaluate.blend_shrinkage' >= 0")
-    if cfg.crawl.first_year > cfg.crawl.last_year or cfg.crawl.requests_per_second <= 0 or cfg.crawl.max_retries < 0:
-        raise UserError(f"{conf_path}: config keys 'crawl.first_year' <= 'crawl.last_year', "
-                        "'crawl.requests_per_second' > 0 and 'crawl.max_retries' >= 0")
-    if cfg.ingest.crawl_date:
-        parse_date(cfg.ingest.crawl_date, "ingest.crawl_date")
-    cfg.run_date  # validates run.date
     return cfg
 
 

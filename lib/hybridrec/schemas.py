@@ -74,6 +74,15 @@ K = "k"
 SLICE = "slice"
 VALUE = "value"
 CUSTOMERS = "customers"
+BLOCK = "block"  # a category block of the similarity search (a genre, or ALL_ITEMS_BLOCK)
+ALL_ITEMS_BLOCK = "(all)"  # the one block of every item (no category blocking)
+
+# ---- quarantine stages (the ``stage`` column): where a bad input was set aside -------------
+STAGE_INGEST_ITEMS = "ingest.items"
+STAGE_INGEST_POSTERS = "ingest.posters"
+STAGE_INGEST_RATINGS = "ingest.ratings"
+STAGE_INGEST_CRAWL = "ingest.crawl"  # requests the crawler could not complete (its _failures.jsonl)
+STAGE_EMBED_POSTERS = "embed.posters"
 
 # ---- table names (within the configured database) ------------------------------------
 ITEMS = "items"
@@ -84,6 +93,7 @@ ITEM_EMBEDDINGS = "item_embeddings"
 ITEM_NEIGHBORS = "item_neighbors"
 RECOMMENDATIONS = "recommendations"
 RECOMMENDATIONS_LATEST = "recommendations_latest"
+RECOMMENDATIONS_CURRENT = "recommendations_current"  # one row per customer and rank, MERGEd per run (CDF on)
 ITEM_CATEGORIES = "item_categories"
 CLASSIFIER_METRICS = "classifier_metrics"
 EVALUATION = "evaluation"
@@ -196,6 +206,13 @@ RECOMMENDATIONS_SCHEMA = StructType(
     ]
 )
 
+# The serving copy: the newest run's lists, one row per (customer_id, rank), changed in place by
+# a MERGE per run, with Delta's Change Data Feed on, so an online store syncs only what changed.
+RECOMMENDATIONS_CURRENT_SCHEMA = StructType(
+    [f if f.name != RUN_ID else _f(RUN_ID, StringType(), False, "Run that last changed this row")
+     for f in RECOMMENDATIONS_SCHEMA.fields]
+)
+
 ITEM_CATEGORIES_SCHEMA = StructType(
     [
         _f(ITEM_ID, LongType(), False, "TMDB movie id (every item with a poster vector, labelled or not)"),
@@ -256,9 +273,30 @@ TABLE_COMMENTS = {
     ITEM_CATEGORIES: "The current genre classifier's probabilities, predicted genres and 1024-d features per item",
     CLASSIFIER_METRICS: "Per-genre test metrics of every train run (the paper's Table 2), one row per genre and fold",
     EVALUATION: "Offline ranking metrics of every model on the held-out split, one row per run, model, metric, k, slice",
+    RECOMMENDATIONS_CURRENT: "The newest run's lists for serving: one row per customer and rank, MERGEd per run; "
+                             "Change Data Feed on (table_changes) for syncing an online store",
 }
+
+# Liquid clustering (CLUSTER BY) on the columns analysts and services filter by; OPTIMIZE
+# (the maintenance job) clusters the data.
+TABLE_CLUSTERING: dict[str, tuple[str, ...]] = {
+    RECOMMENDATIONS: (RUN_ID, CUSTOMER_ID),
+    RECOMMENDATIONS_CURRENT: (CUSTOMER_ID,),
+}
+TABLE_PROPERTIES: dict[str, dict[str, str]] = {
+    RECOMMENDATIONS_CURRENT: {"delta.enableChangeDataFeed": "true"},
+}
+_FINITE_SCORE = f"NOT isnan({SCORE}) AND abs({SCORE}) < double('Infinity')"
+# CHECK constraints every writer must satisfy (the rank bound is added per run: see
+# hybridrec.storage.tables.ensure_rank_bound).
+TABLE_CHECKS: dict[str, dict[str, str]] = {
+    RECOMMENDATIONS: {"score_is_finite": _FINITE_SCORE},
+    RECOMMENDATIONS_CURRENT: {"score_is_finite": _FINITE_SCORE},
+}
+RANK_CHECK = "rank_within_top_n"
 
 TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA,
                  ITEM_EMBEDDINGS: ITEM_EMBEDDINGS_SCHEMA, ITEM_NEIGHBORS: ITEM_NEIGHBORS_SCHEMA,
                  RECOMMENDATIONS: RECOMMENDATIONS_SCHEMA, ITEM_CATEGORIES: ITEM_CATEGORIES_SCHEMA,
-                 CLASSIFIER_METRICS: CLASSIFIER_METRICS_SCHEMA, EVALUATION: EVALUATION_SCHEMA}
+                 CLASSIFIER_METRICS: CLASSIFIER_METRICS_SCHEMA, EVALUATION: EVALUATION_SCHEMA,
+                 RECOMMENDATIONS_CURRENT: RECOMMENDATIONS_CURRENT_SCHEMA}

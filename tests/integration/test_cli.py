@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from hybridrec import schemas as S
-from hybridrec.session import QUICK_JIT
+from hybridrec.runtime.session import QUICK_JIT
 from tests.standalone import (Standalone, assert_same_table, build_pyfiles_zip, spark_env, submit_args,
                               table_frame)
 
@@ -98,7 +98,7 @@ def local_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> 
     end (its stderr, some hundred MB at DEBUG, goes to a file that is scanned)."""
     from delta.tables import DeltaTable
 
-    from hybridrec.session import metastore_in_use
+    from hybridrec.runtime.session import metastore_in_use
 
     data = tmp_path_factory.mktemp("local-run")
     env = {**os.environ, "HYBRIDREC_DATA": str(data), "PYTHONPATH": str(ROOT / "lib"), "TMDB_API_KEY": CANARY}
@@ -187,8 +187,8 @@ def test_the_bad_input_corpus_end_to_end(local_run: LocalRun, spark: SparkSessio
     a valid JPEG strip (6:1) that ingest keeps and embed refuses (``embed.max_aspect_ratio``); a
     poster the CNN cannot decode cannot come from a crawl, as ingest fully decodes every poster it
     keeps with the same decoder (test_embed writes such bytes into ``posters`` directly)."""
-    from hybridrec.demo import BAD_CASES
-    from hybridrec.embed import STAGE_EMBED
+    from hybridrec.crawl.demo import BAD_CASES
+    from hybridrec.stages.embed import STAGE_EMBED
 
     done, db = local_run.done, local_run.data / "warehouse" / "hybridrec.db"
     assert done.returncode == 0, done.stderr[-3000:]
@@ -303,6 +303,7 @@ def test_spark_submit_on_a_standalone_cluster_survives_faults_and_matches_local_
         (["pipeline", "--stages", "ingest,train2"], "hybridrec: error: unknown stage(s) train2"),
     ],
 )
+@pytest.mark.stage
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     done = run(args, tmp_path, timeout=60)
     assert done.returncode == 2

@@ -14,13 +14,15 @@ from PIL import Image
 from pyspark.sql import SparkSession
 
 from hybridrec import schemas as S
-from hybridrec.backbones import Extractor, ModelSpec
+from hybridrec.features.backbones import Extractor, ModelSpec
 from hybridrec.config import Config
-from hybridrec.demo import DemoCrawl
-from hybridrec.embed import STAGE_EMBED, run_embed
+from hybridrec.crawl.demo import DemoCrawl
+from hybridrec.stages.embed import STAGE_EMBED, run_embed
 from hybridrec.errors import UserError
-from hybridrec.images import decode_for_cnn
-from hybridrec.tables import ensure_table
+from hybridrec.features.images import decode_for_cnn
+from hybridrec.storage.tables import ensure_table
+
+pytestmark = pytest.mark.stage  # every test reads the embed stage run on the demo posters
 
 SIZE = 32
 RANDOM_VGG = "embed.backbones=[{name: vgg19, weights: random}]"
@@ -42,7 +44,7 @@ def load_posters(spark: SparkSession, cfg: Config, demo: DemoCrawl, extra: dict[
     images.update(extra)
     rows = [(k, f"/{k}.jpg", v, hashlib.sha256(v).hexdigest(), 1, 1, "JPEG", len(v), dt.date(2026, 11, 1),
              f"/{k}.jpg", "setup", dt.datetime(2026, 11, 1)) for k, v in images.items()]
-    ensure_table(spark, cfg, S.POSTERS)
+    ensure_table(spark, cfg.storage, S.POSTERS)
     spark.createDataFrame(rows, S.POSTERS_SCHEMA).write.format("delta").mode("append").saveAsTable(cfg.table(S.POSTERS))
     return images
 
@@ -116,6 +118,45 @@ def test_a_strip_is_quarantined_at_its_limit_and_judged_again_under_a_new_one(
     third = run_embed(spark, wider)
     assert (third.already_embedded, third.already_quarantined, third.computed, third.quarantined) == (12, 0, 1, 0)
     assert spark.table(cfg.table(S.ITEM_EMBEDDINGS)).filter("item_id = 4001").count() == 1
+
+
+def test_a_run_killed_mid_embed_keeps_its_finished_chunks_and_the_rerun_computes_only_the_rest(
+        spark: SparkSession, make_cfg: Callable[..., Config], demo_crawl: DemoCrawl,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """embed.commit_every=4 over 14 posters (two of them broken): chunks of 4, 4, 4, 2 ids. The
+    driver dies (KeyboardInterrupt, as from a SIGINT/SIGKILL of the job) right after the second
+    chunk's commit. The killed run's vectors stay; the rerun computes exactly the posters not yet
+    committed; every poster ends with one vector or one quarantine row, none with two."""
+    import hybridrec.stages.embed as embed
+
+    cfg = make_cfg(RANDOM_VGG, f"embed.input_size={SIZE}", "embed.commit_every=4", "run.id=k1")
+    images = load_posters(spark, cfg, demo_crawl, {3001: b"GIF89a-not-really", 3002: _image("L")[:40]})
+    ids = sorted(images)
+    real, calls = embed.embed_chunk, []
+
+    def dies_after_two(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(calls) == 2:
+            raise KeyboardInterrupt("driver killed mid-embed")
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed, "embed_chunk", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(spark, cfg)
+    monkeypatch.setattr(embed, "embed_chunk", real)
+    table = spark.table(cfg.table(S.ITEM_EMBEDDINGS))
+    kept = {r[0] for r in table.select(S.ITEM_ID).collect()}
+    assert kept == set(ids[:8])  # the two finished chunks (no broken poster among the first 8 ids)
+    rerun = make_cfg(RANDOM_VGG, f"embed.input_size={SIZE}", "embed.commit_every=4", "run.id=k2",
+                     database=cfg.storage.database)
+    second = run_embed(spark, rerun)
+    assert (second.already_embedded, second.computed, second.quarantined) == (8, 4, 2)
+    assert second.chunks == 2  # ids 9-12 and 13-14: only what the killed run had not committed
+    rows = spark.table(cfg.table(S.ITEM_EMBEDDINGS)).groupBy(S.ITEM_ID).count().collect()
+    assert {r[0] for r in rows} == set(ids) - {3001, 3002} and all(r[1] == 1 for r in rows)
+    bad = spark.table(cfg.table(S.QUARANTINE)).filter(f"stage = '{STAGE_EMBED}'").collect()
+    assert sorted(int(r["record"].split()[0].split("=")[1]) for r in bad) == [3001, 3002]
+    assert {r[S.RUN_ID] for r in spark.table(cfg.table(S.ITEM_EMBEDDINGS)).collect()} == {"k1", "k2"}
 
 
 def test_rerun_computes_nothing_and_writes_nothing(spark: SparkSession, cfg: Config, first) -> None:  # type: ignore[no-untyped-def]

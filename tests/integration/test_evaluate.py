@@ -14,14 +14,17 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hybridrec import ranking
+from hybridrec.metrics import ranking
 from hybridrec import schemas as S
 from hybridrec.config import Config
-from hybridrec.demo import DemoCrawl
-from hybridrec.evaluate import (PART, SLICE_ALL, SLICE_COLD, TEST, TRAIN, EvaluateReport, MetricContext,
-                                model_metrics, relevant_truth, run_evaluate, split_ratings)
-from hybridrec.ratingsim import (RatingSimParams, blend_neighbors, rating_neighbors, reference_blend,
-                                 reference_rating_neighbors)
+from hybridrec.crawl.demo import DemoCrawl
+from hybridrec.datasets.splits import PART, TEST, TRAIN, new_items, split_ratings
+from hybridrec.evaluation.harness import SLICE_ALL, SLICE_COLD, EvaluateReport, MetricContext, model_metrics, \
+    relevant_truth
+from hybridrec.models.base import ModelConf
+from hybridrec.neighbors.ratingsim import RatingSimParams, blend_neighbors, rating_neighbors
+from hybridrec.stages.evaluate import model_lists, run_evaluate, training_fit_data
+from hybridrec.testing.references import reference_blend, reference_rating_neighbors
 
 RATING_COLS = f"{S.CUSTOMER_ID} long, {S.ITEM_ID} long, {S.RATING} double, {S.TIMESTAMP} timestamp"
 
@@ -145,8 +148,8 @@ def test_spark_metrics_equal_numpy_and_spark_ranking_metrics(spark: SparkSession
 @pytest.fixture(scope="module")
 def evaluated(spark: SparkSession, make_cfg: Callable[..., Config], demo_crawl: DemoCrawl,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, EvaluateReport]:
-    from hybridrec.embed import run_embed
-    from hybridrec.ingest import run_ingest
+    from hybridrec.stages.embed import run_embed
+    from hybridrec.stages.ingest import run_ingest
 
     cfg = make_cfg(f"input.crawl_dir={demo_crawl.crawl_dir}", f"input.ratings_path={demo_crawl.ratings_path}",
                    "embed.backbones=[{name: vgg19, weights: random}]", "embed.input_size=32",
@@ -158,6 +161,7 @@ def evaluated(spark: SparkSession, make_cfg: Callable[..., Config], demo_crawl: 
     return cfg, run_evaluate(spark, cfg)
 
 
+@pytest.mark.stage
 def test_evaluation_table_holds_every_model_metric_and_cut_off(spark: SparkSession,
                                                                evaluated: tuple[Config, EvaluateReport]) -> None:
     cfg, report = evaluated
@@ -186,8 +190,9 @@ def test_evaluation_table_holds_every_model_metric_and_cut_off(spark: SparkSessi
     assert table.filter(F.col(S.RUN_ID) == "e1").count() == len(report.table)
 
 
+@pytest.mark.stage
 def test_models_see_only_the_training_part(spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
-    from hybridrec.evaluate_models import ModelInputs, neighbors_for, recommend_with
+    from hybridrec.models.neighborhood import ItemKnn
 
     cfg, report = evaluated
     ratings = spark.table(cfg.table(S.RATINGS)).select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
@@ -195,13 +200,14 @@ def test_models_see_only_the_training_part(spark: SparkSession, evaluated: tuple
     train = split.filter(F.col(PART) == TRAIN).drop(PART)
     test = split.filter(F.col(PART) == TEST).drop(PART).toPandas()
     truth = relevant_truth(split.filter(F.col(PART) == TEST).drop(PART), cfg.evaluate.relevant_threshold)
-    inputs = ModelInputs(train=train, customers=truth.select(S.CUSTOMER_ID), n=10)
+    data, conf = training_fit_data(spark, cfg, train), ModelConf.from_config(cfg)
+    customers = truth.select(S.CUSTOMER_ID)
     # item-kNN similarities are exactly those of the training rows: held-out ratings never count
     train_rows = [(int(r[0]), int(r[1]), float(r[2]), r[3].timestamp()) for r in train.collect()]
     sc = cfg.similarity
     want = reference_rating_neighbors(train_rows, RatingSimParams(sc.top_k, sc.rating_min_support,
                                                                   sc.rating_max_history))
-    got = neighbors_for(spark, cfg, "item_knn", inputs).toPandas()
+    got = data.neighbors(ItemKnn(conf).recipe()).toPandas()
     assert len(got) == sum(len(v) for v in want.values())
     for item, lst in list(want.items())[:20]:
         mine = got[got[S.ITEM_ID] == item].sort_values(S.RANK)
@@ -210,13 +216,14 @@ def test_models_see_only_the_training_part(spark: SparkSession, evaluated: tuple
     rated = set(zip(trained[S.CUSTOMER_ID], trained[S.ITEM_ID]))
     held = set(zip(test[S.CUSTOMER_ID], test[S.ITEM_ID]))
     for model in ("popular", "als", "paper_rating", "hybrid"):
-        recs = recommend_with(spark, cfg, model, inputs).toPandas()
+        recs = model_lists(data, conf, model, customers, 10).toPandas()
         pairs = set(zip(recs[S.CUSTOMER_ID], recs[S.ITEM_ID]))
         assert not pairs & rated, model  # never an item rated in training
         assert (recs.groupby(S.CUSTOMER_ID)[S.RANK].apply(lambda r: sorted(r) == list(range(1, len(r) + 1)))).all()
     assert report.test_ratings == len(held)
 
 
+@pytest.mark.stage
 def test_report_has_the_table_plots_and_a_self_contained_html(evaluated: tuple[Config, EvaluateReport]) -> None:
     cfg, report = evaluated
     md = Path(report.report_path)
@@ -229,13 +236,18 @@ def test_report_has_the_table_plots_and_a_self_contained_html(evaluated: tuple[C
     assert "\n".join(report.lines()).count("| ") >= len(cfg.evaluate.models)
 
 
+@pytest.mark.stage
 def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
                                                        evaluated: tuple[Config, EvaluateReport]) -> None:
     """The default recommender end to end: rating neighbours from the similarity stage and the fitted
     cold-start model; Spark's partitioned, batched scoring equals one numpy batch on the driver."""
-    from hybridrec.recommend import ColdInputs, cold_scorer, fit_min_lift, neighbor_matrix, run_recommend
-    from hybridrec.scoring import SOURCE_COLD_START, score_batch
-    from hybridrec.similarity import run_similarity
+    from hybridrec.features.vectors import embedding_vectors
+    from hybridrec.models.hybrid import ColdInputs, fit_cold, fit_min_lift
+    from hybridrec.models.scoring import SOURCE_COLD_START, neighbor_matrix, score_batch
+    from hybridrec.neighbors.recipe import NeighborRecipe
+    from hybridrec.stages.inputs import fit_data
+    from hybridrec.stages.recommend import run_recommend
+    from hybridrec.stages.similarity import run_similarity
 
     cfg, _ = evaluated
     hybrid = Config(**{**cfg.__dict__, "similarity": replace(cfg.similarity, rating_weight=1.0),
@@ -249,7 +261,7 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
     items = spark.table(cfg.table(S.ITEMS))
     counts = ratings.groupBy(S.ITEM_ID).count().toPandas()
     thin = set(counts[counts["count"] < hybrid.recommend.cold_start.max_ratings][S.ITEM_ID])
-    assert report.model == "hybrid" and report.cold_items >= len(thin) > 0 and report.cold_rows > 0
+    assert report.model == "hybrid" and report.cold_rows > 0
     assert any("cold-start model" in line for line in report.lines())
     assert any("fitted on a temporal carve-out" in line for line in report.lines())  # min_lift: null
     cold_rows = got[got[S.SOURCE] == SOURCE_COLD_START]
@@ -259,9 +271,14 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
     assert not set(warm[S.ITEM_ID]) & thin  # the cold model owns the thin items
     # same inputs on the driver in one batch
     neighbors = spark.table(cfg.table(S.ITEM_NEIGHBORS)).filter(F.col(S.RUN_ID) == "hyb1")
-    cold = cold_scorer(spark, hybrid, ratings, items)
-    lift, by_lift = fit_min_lift(spark, hybrid, ratings, ColdInputs.collect(spark, hybrid, items))  # on a carve-out
+    cs = hybrid.recommend.cold_start
+    inputs = ColdInputs.collect(items, embedding_vectors(spark, hybrid.storage, hybrid.embed))
+    lift, by_lift = fit_min_lift(fit_data(spark, hybrid, ratings), NeighborRecipe.configured(hybrid.similarity),
+                                 hybrid.recommend, inputs)  # on a carve-out
+    cold = fit_cold(ratings, inputs, cs, hybrid.recommend.threshold).scorer(inputs, cs, lift)
+    assert len(cold.catalogue.cold_ids) >= len(thin) > 0
     assert set(by_lift) == set(hybrid.recommend.cold_start.lift_grid) and cold.lift == lift
+    assert any(f"{len(cold.catalogue.cold_ids)} cold items" in line for line in report.lines())
     assert by_lift[lift] == max(by_lift.values()) and all(0 <= v <= 1 for v in by_lift.values())
     r = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas()
     want = score_batch(r[S.CUSTOMER_ID].to_numpy(), r[S.ITEM_ID].to_numpy(), r[S.RATING].to_numpy(np.float64),
@@ -280,11 +297,22 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
             hybrid.recommend.cold_start.slots
     rated = set(zip(r[S.CUSTOMER_ID], r[S.ITEM_ID]))
     assert not set(zip(got[S.CUSTOMER_ID], got[S.ITEM_ID])) & rated
+    # what is evaluated is what is served: the evaluate stage's hybrid, fitted on the same ratings
+    # (computing its neighbours itself, as it does on a training part), gives the same lists
+    data = training_fit_data(spark, hybrid, ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP))
+    assert data.stored is None  # rating neighbours of all ratings are never handed to the evaluation
+    evaluated_lists = model_lists(data, ModelConf.from_config(hybrid), "hybrid", None, hybrid.recommend.top_n)
+    cols = [S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE]
+    key = [S.CUSTOMER_ID, S.RANK]
+    served = got[cols].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(evaluated_lists.toPandas()[cols].sort_values(key).reset_index(drop=True), served,
+                                  check_dtype=False)
 
 
+@pytest.mark.stage
 def test_similarity_stage_blends_ratings_so_items_without_posters_get_neighbours(
         spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
-    from hybridrec.similarity import run_similarity
+    from hybridrec.stages.similarity import run_similarity
 
     cfg, _ = evaluated
     # two rated items lose their poster vectors (the last test of the module: the tables are its own)
@@ -309,11 +337,12 @@ def test_similarity_stage_blends_ratings_so_items_without_posters_get_neighbours
     assert report.rows == got.count() and got.groupBy(S.ITEM_ID).count().filter("count > 10").isEmpty()
 
 
+@pytest.mark.stage
 def test_analyst_views_answer_sql(spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
-    from hybridrec.views import VIEWS, create_views
+    from hybridrec.storage.views import VIEWS, create_views
 
     cfg, report = evaluated
-    names = create_views(spark, cfg)
+    names = create_views(spark, cfg.storage)
     assert [n.split(".")[-1].strip("`") for n in names] == list(VIEWS)
     stats = spark.table(cfg.table("genre_stats")).toPandas()
     items = spark.table(cfg.table(S.ITEMS)).select(F.explode(S.GENRES).alias("g")).groupBy("g").count().toPandas()
@@ -326,11 +355,9 @@ def test_analyst_views_answer_sql(spark: SparkSession, evaluated: tuple[Config, 
         assert comment and comment[0][1], name
 
 
+@pytest.mark.stage
 def test_new_item_protocol_ranks_only_hidden_items(spark: SparkSession, evaluated: tuple[Config, EvaluateReport]
                                                    ) -> None:
-    from hybridrec.evaluate import new_items
-    from hybridrec.evaluate_models import ModelInputs, recommend_with
-
     cfg, _ = evaluated
     ec = replace(cfg.evaluate, split="new_items", new_item_fraction=0.3, seed=2)
     ratings = spark.table(cfg.table(S.RATINGS)).select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
@@ -343,13 +370,13 @@ def test_new_item_protocol_ranks_only_hidden_items(spark: SparkSession, evaluate
     test = split.filter(F.col(PART) == TEST).drop(PART)
     assert test.count() + train.count() == ratings.count()
     truth = relevant_truth(test, ec.relevant_threshold)
-    inputs = ModelInputs(train=train, customers=truth.select(S.CUSTOMER_ID), n=10,
-                         candidates=test.select(S.ITEM_ID).distinct())
     cfg2 = Config(**{**cfg.__dict__, "evaluate": ec})
+    data, conf = training_fit_data(spark, cfg2, train), ModelConf.from_config(cfg2)
+    customers, candidates = truth.select(S.CUSTOMER_ID), test.select(S.ITEM_ID).distinct()
     recall = {}
     relevant = truth.toPandas()
     for model in ("random", "genre_affinity", "paper", "hybrid", "item_knn", "popular"):
-        recs = recommend_with(spark, cfg2, model, inputs).toPandas()
+        recs = model_lists(data, conf, model, customers, 10, candidates).toPandas()
         assert set(recs[S.ITEM_ID]) <= hidden, model
         if model in ("random", "genre_affinity", "hybrid"):
             assert recs[S.CUSTOMER_ID].nunique() == truth.count(), model  # everybody gets a list
@@ -360,19 +387,20 @@ def test_new_item_protocol_ranks_only_hidden_items(spark: SparkSession, evaluate
                                        for c, items in zip(relevant[S.CUSTOMER_ID], relevant["_t_items"])]))
     # the cold-start model ranks new items far better than the paper's poster neighbours and the floors
     assert recall["hybrid"] > 1.5 * recall["paper"] and recall["hybrid"] > recall["genre_affinity"] > 0, recall
-    a = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
-    b = recommend_with(spark, cfg2, "random", inputs).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
+    a = model_lists(data, conf, "random", customers, 10, candidates).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
+    b = model_lists(data, conf, "random", customers, 10, candidates).toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
     assert a[S.ITEM_ID].tolist() == b[S.ITEM_ID].tolist()  # seeded
 
 
+@pytest.mark.stage
 def test_analyst_notebook_runs_headless(spark: SparkSession, evaluated: tuple[Config, EvaluateReport],
                                         tmp_path: Path) -> None:
     import runpy
 
-    from hybridrec.views import create_views
+    from hybridrec.storage.views import create_views
 
     cfg, _ = evaluated
-    create_views(spark, cfg)
+    create_views(spark, cfg.storage)
     ns = runpy.run_path(str(Path(__file__).resolve().parents[2] / "notebooks" / "02_analyst.py"),
                         init_globals={"spark": spark, "DATABASE": cfg.database, "PLOT_DIR": str(tmp_path)})
     results = ns["RESULTS"]

@@ -12,10 +12,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hybridrec import schemas as S
-from hybridrec import tables
+from hybridrec.storage import tables
 from hybridrec.config import Config
 from hybridrec.errors import UserError
-from hybridrec.tables import ensure_table, replace_rows, retry_on_conflict, sql_str
+from hybridrec.storage.tables import ensure_table, replace_rows, retry_on_conflict, sql_str
 
 COLS = [S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE]
 
@@ -57,11 +57,12 @@ def test_retry_on_conflict_retries_the_specific_delta_classes_then_names_the_tab
         retry_on_conflict("db.t", other)
 
 
+@pytest.mark.stage
 def test_concurrent_writers_of_one_table_never_mix_or_double_runs(spark: SparkSession,
                                                                    make_cfg: Callable[..., Config]) -> None:
     """Six writers at once: three replace run a with the same rows, three write runs b, c, d."""
     cfg = make_cfg()
-    table = ensure_table(spark, cfg, S.RECOMMENDATIONS)
+    table = ensure_table(spark, cfg.storage, S.RECOMMENDATIONS)
     jobs = [("a", 0), ("a", 0), ("b", 100), ("a", 0), ("c", 200), ("d", 300)]
     start = threading.Barrier(len(jobs))
     errors: list[BaseException] = []
@@ -91,7 +92,7 @@ def test_concurrent_writers_of_one_table_never_mix_or_double_runs(spark: SparkSe
 def test_idempotency_hazards(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
     """Same run id twice: no new version. A new run appends. An older run date runs and is written
     (a backfill), and the latest view keeps showing the newest run date."""
-    from hybridrec.recommend import run_recommend
+    from hybridrec.stages.recommend import run_recommend
     from tests.integration.test_recommend import load_world
     from tests.unit.test_scoring import random_world
 
@@ -116,14 +117,14 @@ def test_idempotency_hazards(spark: SparkSession, make_cfg: Callable[..., Config
 def test_the_fault_hook_fails_only_first_attempts(spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> None:
     """Off unless set; when set, the first attempt of each task raises (Spark's retry is what
     tests/integration/test_cli.py exercises on the standalone cluster)."""
-    from hybridrec.faults import ENV, maybe_fail
+    from hybridrec.runtime.faults import ENV, maybe_fail
 
     maybe_fail("embed")  # unset: nothing happens (and outside a task too)
     monkeypatch.setenv(ENV, "embed:raise")
     maybe_fail("embed")  # on the driver (no task): nothing happens
 
     def run(batches):  # type: ignore[no-untyped-def]
-        from hybridrec.faults import maybe_fail as fail
+        from hybridrec.runtime.faults import maybe_fail as fail
 
         fail("embed")
         yield from batches

@@ -13,10 +13,12 @@ from pyspark.sql import SparkSession
 
 from hybridrec import schemas as S
 from hybridrec.config import Config
-from hybridrec.demo import BAD_CASES, DemoCrawl, render_poster, _genre_style
+from hybridrec.crawl.demo import BAD_CASES, DemoCrawl, render_poster, _genre_style
 from hybridrec.errors import UserError
-from hybridrec.ingest import (POSTER_BYTES_PER_TASK, IngestReport, list_poster_files, poster_tasks,
+from hybridrec.stages.ingest import (POSTER_BYTES_PER_TASK, IngestReport, list_poster_files, poster_tasks,
                               read_poster_bytes, run_ingest)
+
+pytestmark = pytest.mark.stage  # every test reads the ingest stage run on the demo crawl
 
 MAX_BYTES = 256 * 1024
 
@@ -49,7 +51,8 @@ def test_counts_add_up_and_match_the_tables(spark: SparkSession, cfg: Config, fi
     assert spark.table(cfg.table(S.RATINGS)).count() == first.ratings.inserted
     by_stage = {r["stage"]: r["count"] for r in spark.table(cfg.table(S.QUARANTINE)).groupBy("stage").count().collect()}
     assert by_stage == {"ingest.items": first.items.quarantined, "ingest.posters": first.posters.quarantined,
-                        "ingest.ratings": first.ratings.quarantined}
+                        "ingest.ratings": first.ratings.quarantined, "ingest.crawl": first.crawl_misses}
+    assert first.crawl_misses == 1  # the crawler's _failures.jsonl line (and no crawl record read from it)
 
 
 INGEST_CASES = sorted(c for c, (stage, _) in BAD_CASES.items() if stage.startswith("ingest."))

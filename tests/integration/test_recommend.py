@@ -1,30 +1,34 @@
-"""The recommend stage on Spark: parity with the paper's pseudocode, idempotent runs, latest view."""
+"""The recommend stage on Spark: parity with the paper's pseudocode, idempotent runs, latest view, and the
+serving table (MERGE per run, change feed, CHECK constraints)."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Callable
 
 import numpy as np
+import pandas as pd
+import pytest
 from pyspark.sql import SparkSession
 
 from hybridrec import schemas as S
 from hybridrec.config import Config
-from hybridrec.recommend import run_recommend
-from hybridrec.tables import ensure_table
+from hybridrec.stages.recommend import run_recommend
+from hybridrec.storage.tables import ensure_table
 
 from tests.unit.test_scoring import paper_top_recommendations, random_world
 
 
 def load_world(spark: SparkSession, cfg: Config, NN: dict, R: dict, run_id: str) -> None:
-    ensure_table(spark, cfg, S.ITEMS)
+    ensure_table(spark, cfg.storage, S.ITEMS)
     rows = [(i, j, s, rank + 1, ["Drama"], run_id) for i, lst in NN.items()
             for rank, (j, s) in enumerate(sorted(lst, key=lambda js: (-js[1], js[0])))]
     spark.createDataFrame(rows, S.ITEM_NEIGHBORS_SCHEMA).write.format("delta").mode("append") \
-        .saveAsTable(ensure_table(spark, cfg, S.ITEM_NEIGHBORS))
+        .saveAsTable(ensure_table(spark, cfg.storage, S.ITEM_NEIGHBORS))
     ts = dt.datetime(2026, 1, 1)
     ratings = [(c, i, r, ts, "t", "t", ts) for c, items in R.items() for i, r in items.items()]
     spark.createDataFrame(ratings, S.RATINGS_SCHEMA).write.format("delta").mode("overwrite") \
-        .saveAsTable(ensure_table(spark, cfg, S.RATINGS))
+        .saveAsTable(ensure_table(spark, cfg.storage, S.RATINGS))
 
 
 def test_spark_recommendations_equal_the_pseudocode(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
@@ -57,3 +61,62 @@ def test_spark_recommendations_equal_the_pseudocode(spark: SparkSession, make_cf
     latest = spark.table(cfg.table(S.RECOMMENDATIONS_LATEST))
     assert {r["run_id"] for r in latest.select("run_id").distinct().collect()} == {"r2"}
     assert latest.count() == report.rows
+
+
+def _lists(df: pd.DataFrame) -> dict[tuple[int, int], tuple]:
+    return {(int(r.customer_id), int(r.rank)): (int(r.item_id), float(r.score),
+                                                None if r.because_item_id != r.because_item_id else r.because_item_id,
+                                                r.source)
+            for r in df.itertuples()}
+
+
+def test_the_serving_table_merges_only_what_changed_and_its_change_feed_holds_exactly_that(
+        spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
+    ids, NN, R = random_world(11, customers=40, grid=True)
+    cfg = make_cfg("recommend.top_n=4", "recommend.threshold=3", "run.id=2026-11-01")
+    load_world(spark, cfg, NN, R, "2026-11-01")
+    run_recommend(spark, cfg)
+    full = cfg.table(S.RECOMMENDATIONS_CURRENT)
+    recs = spark.table(cfg.table(S.RECOMMENDATIONS))
+    first = _lists(recs.filter("run_id = '2026-11-01'").toPandas())
+    assert _lists(spark.table(full).toPandas()) == first  # the serving copy is the run's lists
+
+    # the next night: five customers rated something new; everyone else's list is unchanged
+    R2 = copy.deepcopy(R)
+    for c in list(R2)[:5]:
+        unrated = [int(i) for i in ids if int(i) not in R2[c]]
+        R2[c][unrated[0]] = 5.0
+    cfg2 = make_cfg("recommend.top_n=4", "recommend.threshold=3", "run.id=2026-11-02", database=cfg.storage.database)
+    load_world(spark, cfg2, NN, R2, "2026-11-02")
+    report = run_recommend(spark, cfg2)
+    second = _lists(spark.table(cfg.table(S.RECOMMENDATIONS)).filter("run_id = '2026-11-02'").toPandas())
+    assert _lists(spark.table(full).toPandas()) == second
+    inserted = set(second) - set(first)
+    deleted = set(first) - set(second)
+    updated = {k for k in set(first) & set(second) if first[k] != second[k]}
+    assert 0 < len(inserted | deleted | updated) < len(second) / 4  # a few lists changed, most did not
+    assert report.current is not None
+    assert (report.current.inserted, report.current.updated, report.current.deleted) == \
+        (len(inserted), len(updated), len(deleted))
+    feed = spark.read.format("delta").option("readChangeFeed", "true") \
+        .option("startingVersion", report.current.version).option("endingVersion", report.current.version) \
+        .table(full).collect()
+    by_type: dict[str, set[tuple[int, int]]] = {}
+    for r in feed:
+        by_type.setdefault(r["_change_type"], set()).add((r["customer_id"], r["rank"]))
+    assert by_type.get("insert", set()) == inserted and by_type.get("delete", set()) == deleted
+    assert by_type.get("update_postimage", set()) == updated == by_type.get("update_preimage", set())
+    # a backfill of an older date leaves the serving copy alone
+    older = make_cfg("recommend.top_n=4", "recommend.threshold=3", "run.id=2026-10-31", database=cfg.storage.database)
+    load_world(spark, older, NN, R, "2026-10-31")
+    assert run_recommend(spark, older).current is None
+    assert _lists(spark.table(full).toPandas()) == second
+
+    # CHECK constraints: rank within 1..top_n, finite scores
+    row = spark.table(full).limit(1).collect()[0].asDict()
+    for bad in ({"rank": 0}, {"rank": 5}, {"score": float("nan")}, {"score": float("inf")}):
+        df = spark.createDataFrame([{**row, **bad}], S.RECOMMENDATIONS_CURRENT_SCHEMA)
+        with pytest.raises(Exception, match="(?i)check constraint"):
+            df.write.format("delta").mode("append").saveAsTable(full)
+        with pytest.raises(Exception, match="(?i)check constraint"):
+            df.write.format("delta").mode("append").saveAsTable(cfg.table(S.RECOMMENDATIONS))

@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 
 
 def test_python_workers_import_no_jar_but_delta_works(spark: SparkSession, tmp_path: object) -> None:
-    from hybridrec.session import drop_jar_python_includes
+    from hybridrec.runtime.session import drop_jar_python_includes
 
     def worker_path(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import sys

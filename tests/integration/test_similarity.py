@@ -12,9 +12,10 @@ from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, Struct
 
 from hybridrec import schemas as S
 from hybridrec.config import Config
-from hybridrec.similarity import (
-    BLOCK, PAIR, SimilarityParams, item_neighbors, partition_keys, reference_neighbors, sub_block_tasks,
-)
+from hybridrec.neighbors.blocked import PAIR, item_neighbors, partition_keys, sub_block_tasks
+from hybridrec.neighbors.kernels import SimilarityParams
+from hybridrec.schemas import BLOCK
+from hybridrec.testing.references import reference_neighbors
 
 VEC_SCHEMA = StructType([StructField(S.ITEM_ID, LongType()), StructField(S.VECTOR, ArrayType(FloatType()))])
 MEM_SCHEMA = StructType([StructField(S.ITEM_ID, LongType()), StructField(BLOCK, StringType())])
@@ -115,7 +116,8 @@ def test_one_sub_block_pair_per_partition(spark: SparkSession) -> None:
     assert max(r["count"] for r in sizes) <= 6
     # broadcast path: consecutive item chunks, at most CHUNK_TASKS_PER_CORE tasks per core and
     # none empty, every product within block_size x block_size
-    from hybridrec.similarity import CHUNK_TASKS_PER_CORE, block_products, broadcast_neighbors, collect_catalogue
+    from hybridrec.neighbors.blocked import CHUNK_TASKS_PER_CORE, broadcast_neighbors, collect_catalogue
+    from hybridrec.neighbors.kernels import block_products
 
     params = SimilarityParams("cosine", top_k=5, block_size=6)
     cat = collect_catalogue(v, m, "cosine")
@@ -130,16 +132,17 @@ def test_one_sub_block_pair_per_partition(spark: SparkSession) -> None:
             assert len(left) * len(right) <= 36
 
 
+@pytest.mark.stage
 def test_similarity_stage_writes_item_neighbors(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
-    from hybridrec.backbones import ModelSpec
-    from hybridrec.similarity import run_similarity
-    from hybridrec.tables import ensure_table
+    from hybridrec.features.backbones import ModelSpec
+    from hybridrec.stages.similarity import run_similarity
+    from hybridrec.storage.tables import ensure_table
 
     cfg = make_cfg("similarity.top_k=3", "similarity.block_size=5", "similarity.blocks=labelled", "run.id=s1")
     vectors, members = skewed_catalogue(seed=5, n=30)
     key = ModelSpec.from_conf(cfg.embed).key
-    items = ensure_table(spark, cfg, S.ITEMS)
-    emb = ensure_table(spark, cfg, S.ITEM_EMBEDDINGS)
+    items = ensure_table(spark, cfg.storage, S.ITEMS)
+    emb = ensure_table(spark, cfg.storage, S.ITEM_EMBEDDINGS)
     item_rows = spark.table(items).limit(0)
     v, m = to_frames(spark, vectors, members)
     genres = m.groupBy(S.ITEM_ID).agg(F.sort_array(F.collect_list(BLOCK)).alias(S.GENRES))

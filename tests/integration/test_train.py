@@ -11,12 +11,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from hybridrec import schemas as S
-from hybridrec.classify import TEST, TRAIN, UNLABELLED, VAL
+from hybridrec.features.classify import TEST, TRAIN, UNLABELLED, VAL
 from hybridrec.config import Config
-from hybridrec.demo import generate_demo
-from hybridrec.embed import run_embed
-from hybridrec.ingest import run_ingest
-from hybridrec.train import TrainReport, run_train
+from hybridrec.crawl.demo import generate_demo
+from hybridrec.stages.embed import run_embed
+from hybridrec.stages.ingest import run_ingest
+from hybridrec.stages.train import TrainReport, run_train
+
+pytestmark = pytest.mark.stage  # every test reads the train stage run on the demo vectors
 
 UNLABELLED_IDS = 12
 TRAIN_SETS = ("train.epochs=40", "train.patience=6", "train.min_items=60", "train.batch_size=32")
@@ -99,7 +101,7 @@ def test_artifacts_and_loader(trained: TrainReport) -> None:
 
 def test_training_reads_through_the_petastorm_loader(spark: SparkSession, cfg: Config, trained: TrainReport,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import hybridrec.train as T
+    import hybridrec.features.classifier as T
 
     calls: list[int] = []
     real = T.tf_dataset
@@ -161,7 +163,7 @@ def test_fine_tuning_cross_validation_and_mlflow(spark: SparkSession, cfg: Confi
 
 
 def test_categories_thresholds_and_at_least_one_genre(spark: SparkSession) -> None:
-    from hybridrec.classify import categories
+    from hybridrec.features.classify import categories
 
     genres, thresholds = ["Drama", "Comedy", "Horror"], [0.5, 0.3, 0.1]
     rows = [(1, [0.9, 0.4, 0.05]), (2, [0.2, 0.1, 0.08]), (3, [0.1, 0.2, 0.3]), (4, [0.5, 0.3, 0.1])]
@@ -178,7 +180,9 @@ def test_similarity_on_classifier_features_within_predicted_genres(spark: SparkS
                                                                    make_cfg: Callable[..., Config]) -> None:
     """The paper's path end to end: neighbours from the classifier's 1024-d features inside the
     predicted genres, equal to a numpy brute force over the same blocks."""
-    from hybridrec.similarity import SimilarityParams, reference_neighbors, run_similarity
+    from hybridrec.neighbors.kernels import SimilarityParams
+    from hybridrec.stages.similarity import run_similarity
+    from hybridrec.testing.references import reference_neighbors
 
     sim_cfg = make_cfg("similarity.vectors=features", "similarity.blocks=predicted", "similarity.top_k=5",
                        "similarity.block_size=64", "run.id=t1", database=cfg.storage.database)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hybridrec.backbones import ModelSpec, check_weights, get_extractor, preprocess
+from hybridrec.features.backbones import ModelSpec, check_weights, get_extractor, preprocess
 from hybridrec.config import BackboneConf, EmbedConf
 from hybridrec.errors import UserError
-from hybridrec.images import IMAGENET_MEAN_RGB, UnfitPoster, decode_for_cnn
+from hybridrec.features.images import IMAGENET_MEAN_RGB, UnfitPoster, decode_for_cnn
 
 
 def encoded(mode: str, size: tuple[int, int], fmt: str = "PNG") -> bytes:
@@ -63,7 +63,7 @@ def test_caffe_preprocessing_is_vgg19s_own() -> None:
 
 def test_missing_imagenet_weights_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    spec = ModelSpec.from_conf(EmbedConf())
+    spec = ModelSpec.from_conf(EmbedConf(backbones=[BackboneConf()]))  # vgg19, imagenet
     with pytest.raises(UserError) as err:
         check_weights(spec)
     msg = str(err.value)

@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybridrec.coldstart import (
+from hybridrec.models.coldstart import (
     FEATURES, ColdModel, ColdScorer, build_catalogue, carve_out, centred_unit, cold_features, fit_cold_model,
-    fit_logistic, image_neighbours, reference_features)
-from hybridrec.scoring import SOURCE_COLD_START, SOURCE_NEIGHBORS, NeighborMatrix, score_batch
+    fit_logistic, image_neighbours)
+from hybridrec.models.scoring import SOURCE_COLD_START, SOURCE_NEIGHBORS, NeighborMatrix, score_batch
+from hybridrec.testing.references import reference_features
 
 
 def _items(n: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -91,7 +91,7 @@ def test_databricks_secret_scope() -> None:
 
 
 def test_local_session_conf_is_embedded_delta(tmp_path: Path) -> None:
-    from hybridrec.session import QUICK_JIT, delta_maven_coordinates, for_one_query, local_spark_conf
+    from hybridrec.runtime.session import QUICK_JIT, delta_maven_coordinates, for_one_query, local_spark_conf
 
     cfg = load_config(LOCAL, [f"storage.data_dir={tmp_path}", "spark.conf={spark.sql.shuffle.partitions: '3'}"])
     conf = local_spark_conf(cfg)
@@ -116,7 +116,73 @@ def test_local_python_workers_import_this_checkout() -> None:
     """Two clones share one virtualenv (its editable install follows the last bootstrapped clone):
     the workers must still run the driver's code."""
     import hybridrec
-    from hybridrec.session import local_spark_conf
+    from hybridrec.runtime.session import local_spark_conf
 
     conf = local_spark_conf(load_config(LOCAL))
     assert conf["spark.executorEnv.PYTHONPATH"] == str(Path(hybridrec.__file__).resolve().parents[1])
+
+
+def _raw(obj: object) -> object:
+    """A config value as YAML would spell it (dataclasses as mappings)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _raw(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [_raw(v) for v in obj]
+    return obj
+
+
+def _assert_defaults(section: object, yaml_part: object, key: str) -> None:
+    if isinstance(yaml_part, dict):
+        assert isinstance(section, dict), key
+        for k, v in yaml_part.items():
+            assert k in section, f"{key}.{k} is in conf/local.yaml but no config key"
+            _assert_defaults(section[k], v, f"{key}.{k}")
+    elif isinstance(yaml_part, list) and yaml_part and isinstance(yaml_part[0], dict):
+        assert isinstance(section, list) and len(section) == len(yaml_part), key
+        for i, (a, b) in enumerate(zip(section, yaml_part)):
+            _assert_defaults(a, b, f"{key}[{i}]")
+    else:
+        assert section == yaml_part, f"{key}: the dataclass default {section!r} is not conf/local.yaml's {yaml_part!r}"
+
+
+def test_the_dataclass_defaults_are_the_shipped_local_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One source of defaults: every key conf/local.yaml sets has exactly that value as its default,
+    and a config file that sets nothing loads the same Config as the shipped one."""
+    import yaml
+
+    from hybridrec.config import Config
+
+    shipped = yaml.safe_load(LOCAL.read_text())
+    _assert_defaults(_raw(Config()), shipped, "config")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing: every key at its default\n")
+    monkeypatch.delenv("HYBRIDREC_DATA", raising=False)
+    assert load_config(empty) == load_config(LOCAL)
+    monkeypatch.setenv("HYBRIDREC_DATA", str(tmp_path / "elsewhere"))
+    moved = load_config(empty)
+    assert moved == load_config(LOCAL) and moved.input.crawl_dir == f"{tmp_path}/elsewhere/demo/crawl"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("similarity.blocks=genres", "config key 'similarity.blocks' must be labelled or predicted, got 'genres'"),
+    ("evaluate.models=[popular, nope]", "config key 'evaluate.models[1]' must be popular, item_knn, als"),
+    ("recommend.model=nope", "config key 'recommend.model' must be popular, item_knn"),
+    ("embed.backbones=[{name: vgg19, pooling: mean}]", "config key 'embed.backbones[0].pooling' must be avg, max or "
+                                                       "flatten, got 'mean'"),
+    ("recommend.cold_start.features=[prior, poster]", "'recommend.cold_start.features[1]' must be prior, vote_average"),
+    ("evaluate.models=[]", "config key 'evaluate.models' needs at least one model"),
+])
+def test_fixed_choices_are_literal_types_checked_by_their_section(override: str, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        load_config(LOCAL, [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_model_name_is_a_registered_recommender() -> None:
+    from hybridrec.config import EVAL_MODELS
+    from hybridrec.models.registry import MODELS
+
+    assert set(MODELS) == set(EVAL_MODELS)
+    assert all(cls.name == name for name, cls in MODELS.items())

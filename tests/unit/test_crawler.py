@@ -1,11 +1,14 @@
-"""The TMDB crawler against a stub of the API on loopback: paging, 429s, 5xx, timeouts, broken
-JSON, resume after an interruption without duplicates, and a key that never reaches a log."""
+"""The TMDB crawler against a stub of the API on loopback: paging, 429s (Retry-After in seconds and
+as an HTTP date), 5xx, timeouts, broken JSON, a 404 in the middle of a page, resume after an
+interruption without duplicates, and a key that never reaches a log."""
 from __future__ import annotations
 
+import email.utils
 import io
 import json
 import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,8 +17,9 @@ import pytest
 from PIL import Image
 
 from hybridrec.config import Config, load_config
-from hybridrec.crawler import FAILURES, MOVIES, Client, RateLimiter, run_crawl
-from hybridrec.tmdb import parse_record
+from hybridrec.crawl.crawler import Client, RateLimiter, run_crawl
+from hybridrec.crawl.layout import FAILURES, MOVIES
+from hybridrec.crawl.tmdb import parse_record
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "canary-key-6f1d2e"  # must never show in a log line
@@ -34,8 +38,9 @@ class Stub:
     def __init__(self) -> None:
         self.movies = {year * 100 + i: year for year, n in YEARS.items() for i in range(n)}
         self.faults = {"/discover/movie?2012:2": "429", "/movie/201203": "500", "/movie/201205": "timeout",
-                       "/movie/201207": "broken", "/w342/p201209.jpg": "503"}
+                       "/movie/201207": "broken", "/w342/p201209.jpg": "503", "/movie/201211": "429date"}
         self.always_fail = {"/movie/201301"}  # a movie TMDB keeps failing on: listed in _failures
+        self.not_found = {"/movie/201204"}  # a movie listed on a page whose details are gone (404)
         self.hits: dict[str, int] = {}
         self.seen_keys: set[str] = set()
         self.lock = threading.Lock()
@@ -53,9 +58,13 @@ class Stub:
             fault = self.faults.pop(fault_key, None)
         if fault_key in self.always_fail:
             fault = "500"
-        if fault == "429":
-            handler.send_response(429)
-            handler.send_header("Retry-After", "0")
+        if fault in ("429", "429date"):
+            handler.send_response(429)  # Retry-After as seconds, or as an HTTP date 2 s from now
+            handler.send_header("Retry-After", "0" if fault == "429" else email.utils.formatdate(time.time() + 2, usegmt=True))
+            handler.end_headers()
+            return
+        if fault_key in self.not_found:
+            handler.send_response(404)
             handler.end_headers()
             return
         if fault in ("500", "503"):
@@ -63,8 +72,6 @@ class Stub:
             handler.end_headers()
             return
         if fault == "timeout":
-            import time
-
             time.sleep(0.6)  # longer than the client's timeout
         if url.path.startswith("/t/p/"):
             body, ctype = poster_bytes(), "image/jpeg"
@@ -122,8 +129,9 @@ def crawl_cfg(tmp_path: Path, base: str) -> Config:
         "crawl.timeout_seconds=0.3", "crawl.requests_per_second=1000", "run.date=2026-11-01"])
 
 
-def client_for(cfg: Config, fail_after: int | None = None) -> Client:
+def client_for(cfg: Config, fail_after: int | None = None, waits: list[float] | None = None) -> Client:
     cc = cfg.crawl
+    waits = [] if waits is None else waits
 
     class Interrupting(Client):
         def get(self, *args: Any, **kwargs: Any) -> Any:
@@ -132,19 +140,20 @@ def client_for(cfg: Config, fail_after: int | None = None) -> Client:
             return super().get(*args, **kwargs)
 
     return Interrupting(cc.base_url, KEY, RateLimiter(cc.requests_per_second), cc.timeout_seconds, cc.max_retries,
-                        cc.backoff_seconds)
+                        cc.backoff_seconds, sleep=waits.append)  # waits are recorded, not slept
 
 
 def test_crawl_survives_faults_and_writes_the_ingest_format(tmp_path: Path, stub: tuple[Stub, str],
                                                            caplog: pytest.LogCaptureFixture) -> None:
     state, base = stub
     cfg = crawl_cfg(tmp_path, base)
+    waits: list[float] = []
     with caplog.at_level(logging.DEBUG):
-        report = run_crawl(cfg, client_for(cfg))
+        report = run_crawl(cfg, client_for(cfg, waits=waits))
     out = tmp_path / "crawl"
     lines = (out / MOVIES).read_text().splitlines()
     ids = [json.loads(line)["id"] for line in lines]
-    assert sorted(ids) == sorted(m for m in state.movies if m != 201301)  # all but the always-failing one
+    assert sorted(ids) == sorted(m for m in state.movies if m not in (201301, 201204))  # all but the misses
     assert len(ids) == len(set(ids))
     for line in lines:
         parsed = parse_record(line)
@@ -152,9 +161,16 @@ def test_crawl_survives_faults_and_writes_the_ingest_format(tmp_path: Path, stub
     posters = {p.name for p in (out / "posters").iterdir()}
     assert posters == {f"p{m}.jpg" for m in ids}
     failures = [json.loads(x) for x in (out / FAILURES).read_text().splitlines()]
-    assert [f["request"] for f in failures] == ["/movie/201301"] and "HTTP 500" in failures[0]["reason"]
-    assert report.pages == 4 and report.movies_new == len(ids) and report.failures == 1
-    assert report.retries >= 5 + 3  # 429, 500, timeout, broken JSON, 503, and the 3 retries of 201301
+    assert [f["request"] for f in failures] == ["/movie/201204", "/movie/201301"]
+    assert failures[0]["reason"] == "HTTP 404 (not found)" and "HTTP 500" in failures[1]["reason"]
+    assert state.hits["/movie/201204"] == 1  # a 404 is a miss, never retried
+    # every page is done, the one with the 404 included: a resumed crawl does not stop on it again
+    assert sorted(json.loads((out / "_state.json").read_text())["pages_done"]) == ["2012:1", "2012:2", "2012:3", "2013:1"]
+    assert report.pages == 4 and report.movies_new == len(ids) and report.failures == 2
+    assert report.retries >= 6 + 3  # 2 x 429, 500, timeout, broken JSON, 503, and the 3 retries of 201301
+    # Retry-After honoured in both forms: "0" waits nothing, an HTTP date 2 s ahead waits about 2 s
+    assert any(0.5 <= w <= 2.5 for w in waits), waits
+    assert "HTTP 429" in caplog.text
     assert json.loads((out / "_crawl.json").read_text()) == {"crawl_date": "2026-11-01"}
     assert state.seen_keys == {KEY}
     assert KEY not in caplog.text and "retry" in caplog.text
@@ -173,7 +189,9 @@ def test_an_interrupted_crawl_resumes_without_duplicates(tmp_path: Path, stub: t
     hits_before = dict(state.hits)
     report = run_crawl(cfg, client_for(cfg))
     ids = [json.loads(line)["id"] for line in (out / MOVIES).read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == len(state.movies) - 1
+    assert len(ids) == len(set(ids)) == len(state.movies) - 2  # all but the 404 and the always-failing one
+    assert state.hits["/movie/201204"] == 1  # its page was done before the kill: the resume did not ask again
+    assert len(json.loads((out / "_state.json").read_text())["pages_done"]) == 4  # the crawl completed
     assert report.movies_new == len(ids) - len(first)
     # movies crawled before the interruption were not fetched again
     for line in first:
@@ -193,3 +211,46 @@ def test_rate_limiter_spaces_requests() -> None:
     for _ in range(5):
         limiter.wait()
     assert slept == pytest.approx([0.25] * 4)
+
+
+def test_on_databricks_the_key_comes_from_a_secret_scope_through_dbutils(
+        tmp_path: Path, stub: tuple[Stub, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A python-wheel task has no dbutils global: the crawler builds it from the session, as on a
+    Databricks Runtime (pyspark.dbutils exists only there: a stand-in plays it here)."""
+    import sys
+    import types
+
+    from pyspark.sql import SparkSession
+
+    asked: list[tuple[str, str]] = []
+
+    class DBUtils:
+        def __init__(self, spark: object) -> None:
+            assert spark == "the-session"
+            self.secrets = self
+
+        def get(self, scope: str, key: str) -> str:
+            asked.append((scope, key))
+            return KEY
+
+    monkeypatch.setitem(sys.modules, "pyspark.dbutils", types.SimpleNamespace(DBUtils=DBUtils))
+    monkeypatch.setattr(SparkSession, "getActiveSession", staticmethod(lambda: "the-session"))
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    state, base = stub
+    state.faults.clear()
+    cfg = load_config(ROOT / "conf" / "cluster.yaml", [  # secrets.tmdb_api_key: {scope: hybridrec, key: tmdb-api-key}
+        f"crawl.out_dir={tmp_path / 'crawl'}", f"crawl.base_url={base}/3", f"crawl.image_base_url={base}/t/p",
+        "crawl.first_year=2013", "crawl.last_year=2013", "crawl.requests_per_second=1000", "crawl.max_retries=1",
+        "crawl.backoff_seconds=0"])
+    report = run_crawl(cfg)
+    assert asked == [("hybridrec", "tmdb-api-key")] and state.seen_keys == {KEY}
+    assert report.movies_new == YEARS[2013] - 1  # all but the always-failing one
+
+
+def test_outside_databricks_a_secret_scope_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hybridrec.errors import UserError
+
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    cfg = load_config(ROOT / "conf" / "cluster.yaml", [f"crawl.out_dir={tmp_path}"])
+    with pytest.raises(UserError, match="needs Databricks dbutils"):
+        run_crawl(cfg)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hybridrec.demo import generate_demo
-from hybridrec.tmdb import parse_record
+from hybridrec.crawl.demo import generate_demo
+from hybridrec.crawl.tmdb import parse_record
 
 
 def digest(root: Path) -> str:
@@ -43,6 +43,18 @@ def test_realistic_genre_skew_and_ratings(tmp_path: Path) -> None:
     per_item = collections.Counter(r.split(",")[1] for r in rows)
     top = sum(c for _, c in per_item.most_common(len(per_item) // 10))
     assert top / len(rows) > 0.3  # long-tailed popularity: top 10% of items get >30% of ratings
+
+
+def test_every_title_is_unique_even_in_the_default_size(tmp_path: Path) -> None:
+    """20 x 20 "The <adjective> <noun>" titles for 2,500 movies: without the subtitles, nine were
+    "The Midnight Summer", and a list looked as if it recommended the film the customer rated."""
+    demo = generate_demo(tmp_path, movies=2500, customers=5, seed=7, poster_size=(8, 12))
+    titles = [json.loads(line)["title"] for line in (demo.crawl_dir / "movies.jsonl").read_text().splitlines()
+              if line.startswith("{") and line.endswith("}")]
+    relisted = [t for t in titles if t.endswith(" (re-listed)")]  # the duplicate-record bad case, by design
+    assert len(relisted) == 1
+    assert len(titles) == 2500 + 10 and len(set(titles)) == len(titles), collections.Counter(titles).most_common(3)
+    assert all(t.startswith("The ") for t in titles)
 
 
 def test_posters_carry_genre_signal(tmp_path: Path) -> None:

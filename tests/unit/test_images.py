@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hybridrec.images import probe_image
+from hybridrec.features.images import probe_image
 
 
 def encode(mode: str, size: tuple[int, int] = (30, 45), fmt: str = "JPEG") -> bytes:

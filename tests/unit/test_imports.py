@@ -22,3 +22,19 @@ def test_every_job_has_a_spark_submit_entry_point() -> None:
     jobs = {p.stem for p in (ROOT / "jobs").glob("*.py")}
     modules = {m.name for m in pkgutil.iter_modules([str(ROOT / "lib" / "hybridrec" / "jobs")])} - {"common"}
     assert jobs == modules
+
+
+def test_tensorflow_imports_quietly_unless_debug() -> None:
+    """The C++ notices TensorFlow writes to descriptor 2 at import (oneDNN, absl) are gone when
+    TF_CPP_MIN_LOG_LEVEL is set (the jobs' default), and an import error would still raise."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from hybridrec.features.tflib import quiet_import; quiet_import(); "
+            "import tensorflow as tf; print(int(tf.reduce_sum(tf.constant([1, 2]))))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+    assert "oneDNN" not in done.stderr and "absl" not in done.stderr, done.stderr
+    assert done.stderr.strip() == ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridrec.metrics import binary_metrics, roc_auc, tune_threshold
+from hybridrec.metrics.classification import binary_metrics, roc_auc, tune_threshold
 
 
 def test_roc_auc_hand_cases() -> None:

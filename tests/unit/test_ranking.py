@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from hybridrec import ranking as R
+from hybridrec.metrics import ranking as R
 
 LOG2_3 = math.log2(3)
 

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybridrec.scoring import (
-    SOURCE_GENRE_POPULAR, SOURCE_NEIGHBORS, SOURCE_POPULAR, Fallback, NeighborMatrix, score_batch, score_stream,
+from hybridrec.models.scoring import (
+    SOURCE_GENRE_POPULAR, SOURCE_NEIGHBORS, SOURCE_POPULAR, Fallback, NeighborMatrix, score_batch,
 )
+from hybridrec.runtime.batches import customer_chunks
 
 
 def paper_top_recommendations(c: int, R: dict[int, dict[int, float]], n: int, NN: dict[int, list[tuple[int, float]]],
@@ -78,7 +79,9 @@ def test_streaming_in_small_batches_changes_nothing() -> None:
     whole = score_batch(cust, items, ratings, nm, n=4, threshold=2.0)
     frame = pd.DataFrame({"customer_id": cust, "item_id": items, "rating": ratings})
     batches = [frame.iloc[i:i + 7] for i in range(0, len(frame), 7)]  # customers straddle batches
-    streamed = pd.concat(list(score_stream(iter(batches), nm, 4, 2.0, None, max_rows=15)), ignore_index=True)
+    streamed = pd.concat([score_batch(c["customer_id"].to_numpy(), c["item_id"].to_numpy(), c["rating"].to_numpy(),
+                                      nm, 4, 2.0) for c in customer_chunks(iter(batches), max_rows=15)],
+                         ignore_index=True)
     key = ["customer_id", "rank"]
     pd.testing.assert_frame_equal(whole.sort_values(key).reset_index(drop=True),
                                   streamed.sort_values(key).reset_index(drop=True), check_like=True)
@@ -106,7 +109,7 @@ def test_fallback_for_customers_with_nothing_above_the_threshold() -> None:
 
 
 def test_an_empty_neighbour_matrix_serves_only_the_fallback() -> None:
-    from hybridrec.scoring import Fallback, NeighborMatrix, score_batch
+    from hybridrec.models.scoring import Fallback, NeighborMatrix, score_batch
 
     empty = NeighborMatrix.from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     fb = Fallback({5: ("Drama",), 6: ("Drama",)}, {"Drama": [5, 6]}, [5, 6])

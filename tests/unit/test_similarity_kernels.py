@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridrec.similarity import topk_candidates
+from hybridrec.neighbors.kernels import topk_candidates
 
 
 def reference(ids_l: np.ndarray, ids_r: np.ndarray, sim: np.ndarray, k: int) -> set[tuple[int, int, float]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridrec.tmdb import GENRES, LIST_RESULT, MOVIE_DETAILS, parse_record, record_hash
+from hybridrec.crawl.tmdb import GENRES, LIST_RESULT, MOVIE_DETAILS, parse_record, record_hash
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

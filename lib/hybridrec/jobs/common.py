@@ -4,14 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable
 
 from hybridrec.config import Config, load_config
 from hybridrec.errors import UserError
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+from hybridrec.runtime.session import build_session, is_debug, stop_local_sessions
+from hybridrec.stages.registry import run_stage, stage
 
 log = logging.getLogger("hybridrec")
 
@@ -30,55 +28,63 @@ def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
     if unknown:
         log.info("ignoring arguments added by the platform: %d", len(unknown))
     cfg = load_config(args.conf, args.overrides)
-    if cfg.spark.log_level.upper() in ("DEBUG", "TRACE"):  # the jobs' own debug logs too, py4j's calls included
-        for name in ("", "py4j"):
+    if is_debug(cfg):  # the jobs' own debug logs too, py4j's and the libraries' included
+        for name in ("", "py4j", *NOISY_LOGGERS):
             logging.getLogger(name).setLevel(logging.DEBUG)
     return args, cfg
 
 
+# Python loggers of libraries that talk at INFO about nothing a user acts on (petastorm's reader
+# set-up, TensorFlow's and absl's notices): WARNING and above only, unless the log level is DEBUG.
+NOISY_LOGGERS = ("petastorm", "tensorflow", "absl", "h5py", "urllib3", "matplotlib")
+
+
+def _bare_events() -> None:
+    """``hybridrec.events`` lines go to stderr as bare JSON (no time/level prefix), one a line, so a
+    log collector (Databricks' driver log, Loki, CloudWatch) can parse them as they are."""
+    events = logging.getLogger("hybridrec.events")
+    if not events.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        events.addHandler(handler)
+        events.propagate = False
+        events.setLevel(logging.INFO)
+
+
 def run_main(body: Callable[[], int]) -> int:
-    """Run a job body: user errors print one line (no stack trace) and exit 2."""
+    """Run a job body: user errors print one line (no stack trace) and exit 2.
+
+    Failure always *raises* ``SystemExit`` (2 for a user error, the body's code when it is not 0),
+    never returns it: a Databricks python-wheel task calls the entry function directly and
+    counts a return as success, whatever the value."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    _bare_events()
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        return body()
+        code = body()
     except UserError as exc:
         print(f"hybridrec: error: {exc}", file=sys.stderr)
-        return 2
+        raise SystemExit(2) from None
+    finally:
+        stop_local_sessions()  # the process ends only after the JVM it launched (and Derby's lock) is gone
+    if code:
+        raise SystemExit(code)
+    return 0
 
 
-class Timer:
-    """Seconds since construction, for the per-stage progress lines."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-
-class StageReport(Protocol):
-    run_id: str
-
-    def lines(self) -> list[str]: ...
-
-
-def stage_main(description: str, name: str, run: Callable[[SparkSession, Config], StageReport],
-               argv: list[str] | None, before_session: Callable[[Config], None] | None = None) -> int:
-    """The whole body of a one-stage job: config -> (checks) -> session -> stage -> summary."""
+def stage_main(description: str, name: str, argv: list[str] | None) -> int:
+    """The whole body of a one-stage job: config -> the stage's checks -> session -> stage -> summary."""
 
     def body() -> int:
         _, cfg = parse_config(job_parser(description), argv)
-        if before_session is not None:
-            before_session(cfg)
-        from hybridrec.session import build_session
-
+        st = stage(name)
+        st.preflight(cfg)
         spark = build_session(cfg)
-        timer = Timer()
-        report = run(spark, cfg)
-        print(f"{name} run {report.run_id} in {timer.seconds:.1f}s")
+        report, seconds = run_stage(spark, cfg, st)
+        print(f"{name} run {report.run_id} in {seconds:.1f}s")
         print("\n".join(report.lines()))
         return 0
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from hybridrec.jobs.common import Timer, job_parser, parse_config, run_main
+from hybridrec.crawl.crawler import run_crawl
+from hybridrec.jobs.common import job_parser, parse_config, run_main
+from hybridrec.runtime.timing import Timer
 
 
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
-        from hybridrec.crawler import run_crawl
-
         _, cfg = parse_config(job_parser(__doc__ or "crawl"), argv)
         timer = Timer()
         report = run_crawl(cfg)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from hybridrec.evaluate import run_evaluate
 from hybridrec.jobs.common import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main(__doc__ or "evaluate", "evaluate", run_evaluate, argv)
+    return stage_main(__doc__ or "evaluate", "evaluate", argv)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from hybridrec.ingest import preflight, run_ingest
 from hybridrec.jobs.common import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main(__doc__ or "ingest", "ingest", run_ingest, argv, before_session=preflight)
+    return stage_main(__doc__ or "ingest", "ingest", argv)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from hybridrec.recommend import run_recommend
 from hybridrec.jobs.common import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main(__doc__ or "recommend", "recommend", run_recommend, argv)
+    return stage_main(__doc__ or "recommend", "recommend", argv)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from hybridrec.similarity import run_similarity
 from hybridrec.jobs.common import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main(__doc__ or "similarity", "similarity", run_similarity, argv)
+    return stage_main(__doc__ or "similarity", "similarity", argv)
 
 
 if __name__ == "__main__":

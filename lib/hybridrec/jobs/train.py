@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 from hybridrec.jobs.common import stage_main
-from hybridrec.train import run_train
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main(__doc__ or "train", "train", run_train, argv)
+    return stage_main(__doc__ or "train", "train", argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,139 @@
+"""EASE^R (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data"): a closed-form
+item-item model, and a tuned baseline as strong as any a user would pick instead.
+
+    G = X^T X (binary customer x item interactions, the ``ease_items`` most-rated items)
+    P = (G + lambda I)^-1,   B = I - P / diag(P)   (so diag(B) = 0)
+    score(u, j) = sum over the customer's items k of B[k, j]
+
+The Gram matrix is computed with Spark (each customer partition adds its X_p^T X_p; a tree
+reduce sums them), so the driver holds N x N numbers whatever the number of customers; the
+driver inverts it. Serving keeps each item's ``ease_top_k`` largest weights and scores them the
+way every neighbour model is scored (bounded customer batches on the executors, the "because"
+item included), with every interaction counting 1. ``lambda`` is chosen from ``ease_lambdas``
+on a temporal carve-out of the fitted ratings (never the evaluation's test part).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator, cast
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hybridrec import schemas as S
+from hybridrec.config import EvaluateConf, RecommendConf
+from hybridrec.models.base import FitData, Fitted, Recommender
+from hybridrec.models.neighborhood import FittedNeighbors
+from hybridrec.models.scoring import NeighborMatrix, score_batch
+from hybridrec.models.tuning import CUT_OFF, best_of, carve_out
+
+
+def top_items(ratings: DataFrame, n: int) -> np.ndarray:
+    """The ``n`` most-rated items (ties: smaller id), sorted by id."""
+    top = ratings.groupBy(S.ITEM_ID).count().orderBy(F.desc("count"), S.ITEM_ID).limit(n)
+    return np.sort(cast(pd.DataFrame, top.toPandas())[S.ITEM_ID].to_numpy(np.int64))
+
+
+def gram_matrix(ratings: DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """X^T X over ``item_ids`` (binary interactions), summed over customer partitions with Spark."""
+    from scipy import sparse
+
+    spark = ratings.sparkSession
+    n = len(item_ids)
+    index = spark.createDataFrame(pd.DataFrame({S.ITEM_ID: item_ids, "_col": np.arange(n, dtype=np.int64)}))
+    cells = ratings.select(S.CUSTOMER_ID, S.ITEM_ID).distinct().join(F.broadcast(index), S.ITEM_ID) \
+        .select(S.CUSTOMER_ID, "_col").repartition(S.CUSTOMER_ID)
+
+    def partial(rows: Iterable[tuple[int, int]]) -> Iterator[np.ndarray]:
+        pairs = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
+        if not len(pairs):
+            return
+        _, row = np.unique(pairs[:, 0], return_inverse=True)
+        x = sparse.csr_matrix((np.ones(len(pairs), np.float32), (row, pairs[:, 1])), shape=(row.max() + 1, n))
+        yield np.asarray((x.T @ x).todense(), dtype=np.float64)
+
+    rdd = cells.rdd.map(lambda r: (int(r[0]), int(r[1]))).mapPartitions(partial)
+    if rdd.isEmpty():
+        return np.zeros((n, n))
+    return cast(np.ndarray, rdd.treeReduce(np.add, depth=2))
+
+
+def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
+    """B = I - P / diag(P), P = (G + lam I)^-1: the closed form, diag(B) = 0."""
+    p = np.linalg.inv(gram + lam * np.eye(len(gram)))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def sparsified(item_ids: np.ndarray, b: np.ndarray, top_k: int) -> NeighborMatrix:
+    """Each item's ``top_k`` largest weights B[k, j] as a neighbour matrix (k -> j)."""
+    k = min(top_k, max(len(item_ids) - 1, 1))
+    cols = np.argpartition(-b, kth=k - 1, axis=1)[:, :k] if len(item_ids) > 1 else np.zeros((len(item_ids), 0), int)
+    rows = np.repeat(np.arange(len(item_ids)), cols.shape[1])
+    flat = cols.ravel()
+    vals = b[rows, flat]
+    keep = (vals > 0) & (rows != flat)
+    return NeighborMatrix.from_pairs(item_ids[rows[keep]], item_ids[flat[keep]], vals[keep].astype(np.float64),
+                                     all_items=item_ids)
+
+
+def neighbor_rows(spark: SparkSession, nm: NeighborMatrix) -> DataFrame:
+    """The neighbour matrix as (item_id, neighbor_id, similarity) rows."""
+    m = nm.csr().tocoo()
+    return spark.createDataFrame(pd.DataFrame({S.ITEM_ID: nm.item_ids[m.row], S.NEIGHBOR_ID: nm.item_ids[m.col],
+                                               S.SIMILARITY: m.data.astype(np.float64)}))
+
+
+@dataclass(frozen=True)
+class EaseFit:
+    lam: float
+    scores: dict[float, float]  # carve-out nDCG@10 of every candidate lambda (empty: not tuned)
+    items: int
+
+
+def choose_lambda(data: FitData, ec: EvaluateConf) -> tuple[float, dict[float, float]]:
+    """The ``ease_lambdas`` candidate with the best nDCG@10 on a temporal carve-out of
+    ``data.ratings`` (:mod:`hybridrec.models.tuning`); the carve-out's Gram matrix is built once."""
+    carve = carve_out(data.ratings, ec.tune_customers, ec.seed)
+    ids = top_items(carve.train, ec.ease_items)
+    gram = gram_matrix(carve.train, ids)
+    rows = carve.rows
+    scores: dict[float, float] = {}
+    for lam in ec.ease_lambdas:
+        nm = sparsified(ids, ease_weights(gram, lam), ec.ease_top_k)
+        scores[lam] = carve.ndcg(score_batch(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
+                                             np.ones(len(rows)), nm, CUT_OFF, 0.0))
+    return best_of(scores), scores
+
+
+class FittedEase(FittedNeighbors):
+    """EASE's weights served as neighbours; every interaction counts 1 (threshold 0)."""
+
+    def __init__(self, data: FitData, neighbors: DataFrame, fit: EaseFit, rc: RecommendConf) -> None:
+        binary = data.on(data.ratings.withColumn(S.RATING, F.lit(1.0)))
+        super().__init__(binary, neighbors, replace(rc, threshold=0.0))
+        self.fit = fit
+
+    def lines(self) -> list[str]:
+        tuned = ", ".join(f"{lam:g}: {v:.4f}" for lam, v in self.fit.scores.items())
+        how = f"chosen on a temporal carve-out, nDCG@10 {tuned}" if self.fit.scores else "evaluate.ease_lambda"
+        return [f"ease: {self.fit.items} items, lambda {self.fit.lam:g} ({how})"]
+
+
+class Ease(Recommender):
+    name = "ease"
+
+    def fit(self, data: FitData) -> Fitted:
+        ec, rc = self.conf.evaluate, self.conf.recommend
+        scores: dict[float, float] = {}
+        if ec.ease_lambda is not None:
+            lam = ec.ease_lambda
+        else:
+            lam, scores = choose_lambda(data, ec)
+        ids = top_items(data.ratings, ec.ease_items)
+        nm = sparsified(ids, ease_weights(gram_matrix(data.ratings, ids), lam), ec.ease_top_k)
+        neighbors = neighbor_rows(data.spark, nm).localCheckpoint(eager=True)
+        return FittedEase(data, neighbors, EaseFit(lam, scores, len(ids)), rc)

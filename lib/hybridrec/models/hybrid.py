@@ -1,0 +1,153 @@
+"""The default recommender (``hybrid``): the similarity stage's neighbours for items with ratings,
+and the fitted cold-start model (:mod:`hybridrec.models.coldstart`) for items with fewer than
+``recommend.cold_start.max_ratings`` ratings.
+
+* **Warm side**: the configured neighbour recipe (``similarity.rating_weight``, ``rating_shrinkage``,
+  ``blocks``) on the fitted ratings - exactly what the similarity stage writes, so the recommend
+  stage reuses the stage's output and the evaluation computes the same recipe on its training part.
+* **Cold side**: a logistic model fitted on a carve-out of the fitted ratings (a seeded
+  ``fit_fraction`` of the rated items hidden), scoring every (customer, cold item) pair.
+* **Their place in the list**: a cold item takes one of the last ``slots`` positions when its
+  probability is at least ``min_lift`` x the base rate; ``min_lift: null`` chooses it from
+  ``lift_grid`` by nDCG on a temporal carve-out of the fitted ratings (:func:`fit_min_lift`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import cast
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from hybridrec import schemas as S
+from hybridrec.config import ColdStartConf, EvaluateConf, RecommendConf
+from hybridrec.datasets.splits import PART, TEST, TRAIN, customer_sample, split_ratings
+from hybridrec.metrics.ranking import ndcg_at
+from hybridrec.models.base import FitData, Fitted, Recommender
+from hybridrec.models.coldstart import ColdModel, ColdScorer, build_catalogue, fit_cold_model
+from hybridrec.models.neighborhood import FittedNeighbors
+from hybridrec.models.scoring import neighbor_matrix, score_batch
+from hybridrec.neighbors.recipe import NeighborRecipe
+from hybridrec.runtime.collect import collect_vectors
+
+
+@dataclass(frozen=True)
+class ColdInputs:
+    """What every fit of the cold-start model reads besides the ratings, collected once: the items'
+    TMDB metadata and genres, and the poster vectors."""
+
+    meta: pd.DataFrame  # item_id, genres, vote_count, vote_average
+    vec_ids: np.ndarray
+    vectors: np.ndarray
+
+    @staticmethod
+    def collect(items: DataFrame, embeddings: DataFrame) -> "ColdInputs":
+        meta = cast(pd.DataFrame, items.select(S.ITEM_ID, S.GENRES, "vote_count", "vote_average").toPandas())
+        return ColdInputs(meta, *collect_vectors(embeddings))
+
+
+@dataclass(frozen=True)
+class ColdFit:
+    """The cold-start model fitted on some ratings, and those ratings' count per item."""
+
+    model: ColdModel
+    counts: dict[int, int]
+
+    def scorer(self, inputs: ColdInputs, cs: ColdStartConf, lift: float,
+               candidates: np.ndarray | None = None) -> ColdScorer:
+        """The scorer over the items with fewer than ``max_ratings`` ratings (only ``candidates``
+        among them when given), with their poster neighbours among the rated items."""
+        all_ids = inputs.meta[S.ITEM_ID].to_numpy(np.int64)
+        cold_ids = np.array([i for i in all_ids if self.counts.get(int(i), 0) < cs.max_ratings], dtype=np.int64)
+        if candidates is not None:
+            cold_ids = cold_ids[np.isin(cold_ids, candidates)]
+        rated = np.fromiter(self.counts, np.int64, len(self.counts))
+        cat = build_catalogue(inputs.meta, cold_ids, rated, inputs.vec_ids, inputs.vectors, cs.image_neighbors)
+        return ColdScorer(cat, self.model, cs.slots, lift)
+
+
+def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshold: float) -> ColdFit:
+    """The cold-start model fitted on a carve-out of ``ratings`` (a seeded sample of at most
+    ``fit_customers`` customers; nothing but these ratings is read)."""
+    counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID).count().toPandas())
+    fit_rows = cast(pd.DataFrame, customer_sample(ratings, cs.fit_customers, cs.seed)
+                    .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
+    model = fit_cold_model(fit_rows, inputs.meta, inputs.vec_ids, inputs.vectors, features=cs.features,
+                           fraction=cs.fit_fraction, seed=cs.seed, threshold=threshold, relevant=cs.relevant,
+                           neighbours=cs.image_neighbors, l2=cs.l2)
+    return ColdFit(model, dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(),
+                                   counts["count"].astype(np.int64).tolist())))
+
+
+def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs
+                 ) -> tuple[float, dict[float, float]]:
+    """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``data.ratings``:
+    each customer's latest ``fit_holdout`` share is held out, the hybrid (neighbours and cold model
+    refitted on the rest) scores a sample of customers on the driver for every lift, and the lift
+    with the best binary nDCG@top_n against the held-out ratings >= relevant wins (ties: the larger
+    lift, i.e. fewer cold items). Returns the lift and the nDCG of every lift."""
+    cs = rc.cold_start
+    ec = EvaluateConf(split="temporal", holdout_fraction=cs.fit_holdout, holdout_last=0, min_ratings=5)
+    split = split_ratings(data.ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP), ec) \
+        .localCheckpoint(eager=True)
+    train = split.filter(F.col(PART) == TRAIN).drop(PART)
+    held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= cs.relevant)).select(S.CUSTOMER_ID, S.ITEM_ID)
+    nm = neighbor_matrix(data.on(train).neighbors(recipe))
+    cold = fit_cold(train, inputs, cs, rc.threshold).scorer(inputs, cs, lift=1.0)
+    sample = customer_sample(held, cs.fit_customers, cs.seed).select(S.CUSTOMER_ID).distinct()
+    rows = cast(pd.DataFrame, train.join(sample, S.CUSTOMER_ID, "left_semi")
+                .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
+    truth = cast(pd.DataFrame, held.join(sample, S.CUSTOMER_ID, "left_semi").toPandas())
+    gains = {int(c): {int(i): 1.0 for i in g[S.ITEM_ID]} for c, g in truth.groupby(S.CUSTOMER_ID)}
+    scores: dict[float, float] = {}
+    for lift in cs.lift_grid:
+        frame = score_batch(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
+                            rows[S.RATING].to_numpy(np.float64), nm, rc.top_n, rc.threshold, None,
+                            replace(cold, lift=lift))
+        lists = {int(c): g.sort_values(S.RANK)[S.ITEM_ID].tolist() for c, g in frame.groupby(S.CUSTOMER_ID)}
+        scores[lift] = float(np.mean([ndcg_at(lists.get(c, []), g, rc.top_n) for c, g in gains.items()])) \
+            if gains else 0.0
+    best = max(scores, key=lambda x: (round(scores[x], 12), x))
+    return best, scores
+
+
+class FittedHybrid(FittedNeighbors):
+    def __init__(self, data: FitData, neighbors: DataFrame, rc: RecommendConf, inputs: ColdInputs, cold: ColdFit,
+                 lift: float, lift_fitted: bool) -> None:
+        super().__init__(data, neighbors, rc)
+        self.inputs, self.cold, self.lift, self.lift_fitted = inputs, cold, lift, lift_fitted
+        self._all: ColdScorer | None = None
+
+    def cold_scorer(self, candidates: np.ndarray | None) -> ColdScorer:
+        if candidates is not None:
+            return self.cold.scorer(self.inputs, self.rc.cold_start, self.lift, candidates)
+        if self._all is None:
+            self._all = self.cold.scorer(self.inputs, self.rc.cold_start, self.lift)
+        return self._all
+
+    def lines(self) -> list[str]:
+        cold = self.cold_scorer(None)
+        return [f"{len(cold.catalogue.cold_ids)} cold items (few or no ratings) scored by the cold-start model"] \
+            + cold.model.lines() + [
+            f"a cold item takes one of the last {cold.slots} slots at >= {cold.lift:g} x the base rate "
+            f"({'fitted on a temporal carve-out' if self.lift_fitted else 'recommend.cold_start.min_lift'})"]
+
+
+class Hybrid(Recommender):
+    name = "hybrid"
+
+    def recipe(self) -> NeighborRecipe:
+        return NeighborRecipe.configured(self.conf.similarity)
+
+    def fit(self, data: FitData) -> Fitted:
+        rc = self.conf.recommend
+        cs = rc.cold_start
+        recipe = self.recipe()
+        inputs = ColdInputs.collect(data.items, data.embeddings())
+        lift = cs.min_lift
+        if lift is None:
+            lift, _ = fit_min_lift(data, recipe, rc, inputs)
+        cold = fit_cold(data.ratings, inputs, cs, rc.threshold)
+        return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, cs.min_lift is None)

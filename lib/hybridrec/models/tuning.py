@@ -1,0 +1,79 @@
+"""Choosing a model's settings on a carve-out of the ratings it is fitted on (never the
+evaluation's test part): each customer's latest 20% is held out, a seeded sample of customers is
+scored on the driver for every candidate, and binary nDCG@10 against their held-out ratings >= 4
+picks the winner. Driver memory is bounded by the sample, not by the number of customers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Hashable, Sequence, TypeVar, cast
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from hybridrec import schemas as S
+from hybridrec.config import EvaluateConf
+from hybridrec.datasets.splits import PART, TEST, TRAIN, customer_sample, split_ratings
+from hybridrec.metrics.ranking import ndcg_at
+
+HOLDOUT = 0.2
+RELEVANT = 4.0
+CUT_OFF = 10
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class CarveOut:
+    train: DataFrame  # the carve-out's training ratings (customer_id, item_id, rating, timestamp)
+    rows: pd.DataFrame  # the sampled customers' training rows (customer_id, item_id, rating)
+    gains: dict[int, dict[int, float]]  # their held-out relevant items
+
+    def ndcg(self, lists: pd.DataFrame) -> float:
+        """Mean binary nDCG@10 of ``lists`` (customer_id, rank, item_id) over the sampled customers."""
+        if not self.gains:
+            return 0.0
+        ranked = {int(c): g.sort_values(S.RANK)[S.ITEM_ID].tolist() for c, g in lists.groupby(S.CUSTOMER_ID)}
+        return float(np.mean([ndcg_at(ranked.get(c, []), g, CUT_OFF) for c, g in self.gains.items()]))
+
+
+def carve_out(ratings: DataFrame, customers: int, seed: int) -> CarveOut:
+    conf = EvaluateConf(split="temporal", holdout_fraction=HOLDOUT, holdout_last=0, min_ratings=5)
+    split = split_ratings(ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP), conf) \
+        .localCheckpoint(eager=True)
+    train = split.filter(F.col(PART) == TRAIN).drop(PART)
+    held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= RELEVANT)).select(S.CUSTOMER_ID, S.ITEM_ID)
+    sample = customer_sample(held, customers, seed).select(S.CUSTOMER_ID).distinct()
+    rows = cast(pd.DataFrame, train.join(sample, S.CUSTOMER_ID, "left_semi")
+                .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
+    truth = cast(pd.DataFrame, held.join(sample, S.CUSTOMER_ID, "left_semi").toPandas())
+    gains = {int(c): {int(i): 1.0 for i in g[S.ITEM_ID]} for c, g in truth.groupby(S.CUSTOMER_ID)}
+    return CarveOut(train, rows, gains)
+
+
+def best_of(scores: dict[K, float]) -> K:
+    """The candidate with the best score (ties: the first given)."""
+    return max(scores, key=lambda k: round(scores[k], 12))
+
+
+def coordinate_search(start: dict[str, object], grid: dict[str, Sequence[object]],
+                      score: Callable[[dict[str, object]], float]) -> tuple[dict[str, object], dict[str, float]]:
+    """One pass of coordinate search: each parameter in turn takes its best grid value with the
+    others held at their best so far. Returns the best settings and every score, keyed by the
+    settings written out (each candidate is scored once)."""
+    best = dict(start)
+    seen: dict[str, float] = {}
+
+    def key(params: dict[str, object]) -> str:
+        return ", ".join(f"{k}={params[k]}" for k in sorted(params))
+
+    for name, values in grid.items():
+        tried: dict[object, float] = {}
+        for v in values:
+            params = {**best, name: v}
+            k = key(params)
+            if k not in seen:
+                seen[k] = score(params)
+            tried[v] = seen[k]
+        best[name] = best_of(tried)
+    return best, seen

@@ -1,0 +1,64 @@
+"""The one way a stage streams customers through Python: partition the rows by customer, sort
+each partition by customer, and hand a function bounded chunks that each hold *all* the rows of
+their customers. Scoring (recommend, evaluate) and rating similarity all run on it, so memory
+per task is bounded by ``max_rows`` however many customers there are."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame
+
+from hybridrec import schemas as S
+from hybridrec.runtime.faults import maybe_fail
+
+
+def customer_chunks(batches: Iterator[pd.DataFrame], max_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Re-chunk a customer-sorted stream of row batches into chunks of about ``max_rows`` rows that
+    each hold all the rows of their customers (a customer straddling two batches is carried over)."""
+    carry: pd.DataFrame | None = None
+    for pdf in batches:
+        if carry is not None:
+            pdf = pd.concat([carry, pdf], ignore_index=True)
+        if pdf.empty:
+            continue
+        last = pdf[S.CUSTOMER_ID].iloc[-1]
+        tail = pdf[S.CUSTOMER_ID] == last
+        carry, ready = pdf[tail], pdf[~tail]
+        yield from _chunks(ready, max_rows)
+    if carry is not None and not carry.empty:
+        yield carry
+
+
+def _chunks(pdf: pd.DataFrame, max_rows: int) -> Iterator[pd.DataFrame]:
+    """Split at customer boundaries into chunks of about max_rows rows."""
+    if len(pdf) <= max_rows:
+        if len(pdf):
+            yield pdf
+        return
+    cust = pdf[S.CUSTOMER_ID].to_numpy()
+    start = 0
+    while start < len(pdf):
+        end = min(start + max_rows, len(pdf))
+        while end < len(pdf) and cust[end] == cust[end - 1]:
+            end += 1
+        yield pdf.iloc[start:end]
+        start = end
+
+
+def map_customer_chunks(rows: DataFrame, fn: Callable[[pd.DataFrame], pd.DataFrame], schema: str, *,
+                        partitions: int = 0, max_rows: int = 200_000, fault_stage: str | None = None) -> DataFrame:
+    """``fn`` over every customer of ``rows`` (which has ``customer_id``): ``partitions`` customer
+    partitions (0 = Spark's default parallelism), each sorted by customer and cut by
+    :func:`customer_chunks`; ``fn`` returns rows of ``schema`` (a DDL string). ``fault_stage`` names
+    the stage for :mod:`hybridrec.runtime.faults` (the fault-tolerance tests)."""
+    parts = partitions or rows.sparkSession.sparkContext.defaultParallelism
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        if fault_stage is not None:
+            maybe_fail(fault_stage)
+        for chunk in customer_chunks(batches, max_rows):
+            yield fn(chunk)
+
+    return rows.repartition(parts, S.CUSTOMER_ID).sortWithinPartitions(S.CUSTOMER_ID) \
+        .mapInPandas(run, schema)  # type: ignore[arg-type]

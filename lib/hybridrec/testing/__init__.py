@@ -1,0 +1,1 @@
+"""References for tests: never imported by production code."""

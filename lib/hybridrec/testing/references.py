@@ -1,0 +1,89 @@
+"""Small pure-Python / numpy twins of the distributed algorithms, for the parity tests (and the
+benchmarks' checks). Production code never imports this package (an import-linter contract)."""
+from __future__ import annotations
+
+import numpy as np
+
+from hybridrec.models.coldstart import ColdCatalogue
+from hybridrec.neighbors.kernels import SimilarityParams, pair_scores
+from hybridrec.neighbors.ratingsim import RatingSimParams
+
+
+def reference_neighbors(vectors: dict[int, np.ndarray], memberships: dict[int, list[str]],
+                        params: SimilarityParams) -> dict[int, list[tuple[int, float, list[str]]]]:
+    """Brute force over whole blocks in one process: item -> [(neighbour, similarity, shared blocks)]."""
+    blocks: dict[str, list[int]] = {}
+    for item, bs in memberships.items():
+        if item in vectors:
+            for b in bs:
+                blocks.setdefault(b, []).append(item)
+    best: dict[int, dict[int, tuple[float, set[str]]]] = {}
+    for b, items in blocks.items():
+        ids = np.array(sorted(items), dtype=np.int64)
+        mat = np.stack([vectors[i] for i in ids]).astype(np.float32)
+        sim, dist = pair_scores(mat, mat, params.measure)
+        for r, item in enumerate(ids):
+            for c, other in enumerate(ids):
+                if other == item or (params.max_distance is not None and not dist[r, c] < params.max_distance):
+                    continue
+                s, shared = best.setdefault(int(item), {}).get(int(other), (float(sim[r, c]), set()))
+                shared.add(b)
+                best[int(item)][int(other)] = (s, shared)
+    out = {}
+    for item, cands in best.items():
+        ranked = sorted(cands.items(), key=lambda kv: (-kv[1][0], kv[0]))[: params.top_k]
+        out[item] = [(o, s, sorted(sh)) for o, (s, sh) in ranked]
+    return out
+
+
+def reference_rating_neighbors(rows: list[tuple[int, int, float, float]], params: RatingSimParams
+                               ) -> dict[int, list[tuple[int, float, int]]]:
+    """(customer, item, rating, timestamp) rows -> item -> [(neighbour, cosine, support)] top-K."""
+    by_customer: dict[int, list[tuple[int, float, float]]] = {}
+    for c, i, r, t in rows:
+        by_customer.setdefault(c, []).append((i, r, t))
+    if params.max_history > 0:
+        by_customer = {c: sorted(v, key=lambda x: (-x[2], x[0]))[: params.max_history] for c, v in by_customer.items()}
+    norms: dict[int, float] = {}
+    dots: dict[tuple[int, int], float] = {}
+    support: dict[tuple[int, int], int] = {}
+    for hist in by_customer.values():
+        for i, r, _ in hist:
+            norms[i] = norms.get(i, 0.0) + r * r
+            for j, rj, _ in hist:
+                if i != j:
+                    dots[(i, j)] = dots.get((i, j), 0.0) + r * rj
+                    support[(i, j)] = support.get((i, j), 0) + 1
+    out: dict[int, list[tuple[int, float, int]]] = {}
+    for (i, j), d in dots.items():
+        if support[(i, j)] >= params.min_support:
+            out.setdefault(i, []).append((j, d / (norms[i] ** 0.5 * norms[j] ** 0.5), support[(i, j)]))
+    return {i: sorted(v, key=lambda x: (-x[1], x[0]))[: params.top_k] for i, v in out.items()}
+
+
+def reference_blend(image: dict[tuple[int, int], float], rating: dict[tuple[int, int], tuple[float, int]],
+                    weight: float, shrinkage: float, top_k: int) -> dict[int, list[tuple[int, float]]]:
+    """The blend over dicts: (item, neighbour) -> image sim / (rating cos, support)."""
+    out: dict[int, list[tuple[int, float]]] = {}
+    for pair in set(image) | set(rating):
+        r, n = rating.get(pair, (0.0, 0))
+        shrunk = n / (n + shrinkage) * r if n > 0 else 0.0
+        out.setdefault(pair[0], []).append((pair[1], weight * shrunk + (1 - weight) * image.get(pair, 0.0)))
+    return {i: sorted(v, key=lambda x: (-x[1], x[0]))[:top_k] for i, v in out.items()}
+
+
+def reference_features(history: dict[int, float], cold: int, cat: ColdCatalogue, threshold: float) -> list[float]:
+    """The four features of one (customer, cold item) pair, by loops over dicts."""
+    ci = int(np.searchsorted(cat.cold_ids, cold))
+    liked = {i: r for i, r in history.items() if r > threshold}
+    gi = {int(i): k for k, i in enumerate(cat.item_ids)}
+    counts = [0.0] * cat.item_genres.shape[1]
+    for i in liked:
+        if i in gi:
+            for g in range(len(counts)):
+                counts[g] += cat.item_genres[gi[i], g]
+    total = max(sum(counts), 1.0)
+    genre = sum(counts[g] / total * cat.cold_genres[ci, g] for g in range(len(counts)))
+    row = cat.image.getrow(ci)
+    image = sum(liked.get(int(cat.item_ids[j]), 0.0) * v for j, v in zip(row.indices, row.data))
+    return [float(cat.prior[ci]), float(cat.vote_average[ci]), float(genre), float(np.log1p(image))]

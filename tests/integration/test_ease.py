@@ -1,0 +1,71 @@
+"""EASE on Spark: the Gram matrix equals numpy's X^T X, and the served lists equal a numpy
+transcription of the model (closed form, top-K positive weights, sum over the customer's items)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from hybridrec import schemas as S
+from hybridrec.config import Config
+from hybridrec.models.base import FitData, ModelConf
+from hybridrec.models.ease import gram_matrix, top_items
+from hybridrec.models.registry import make_model
+from tests.integration.test_evaluate import as_df, random_ratings
+from tests.unit.test_ease import ridge_reference
+
+
+def test_gram_matrix_equals_numpy(spark: SparkSession) -> None:
+    rows = random_ratings(7, customers=40, items=20)
+    ratings = as_df(spark, rows).repartition(5)
+    ids = top_items(ratings, 15)
+    pdf = pd.DataFrame(rows, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP])
+    counts = pdf.groupby(S.ITEM_ID)[S.CUSTOMER_ID].nunique().reset_index().sort_values(
+        [S.CUSTOMER_ID, S.ITEM_ID], ascending=[False, True])
+    assert list(ids) == sorted(counts[S.ITEM_ID].head(15))
+    x = np.zeros((41, len(ids)))
+    for c, i in zip(pdf[S.CUSTOMER_ID], pdf[S.ITEM_ID]):
+        if i in ids:
+            x[c, np.searchsorted(ids, i)] = 1.0
+    np.testing.assert_allclose(gram_matrix(ratings, ids), x.T @ x)
+
+
+def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
+    rows = random_ratings(8, customers=40, items=18)
+    ratings = as_df(spark, rows)
+    lam, top_k, n = 3.0, 5, 4
+    cfg = make_cfg("evaluate.ease_items=12", f"evaluate.ease_lambda={lam}", f"evaluate.ease_top_k={top_k}",
+                   "recommend.partitions=3")
+    items = ratings.select(S.ITEM_ID).distinct().withColumn(S.GENRES, F.array(F.lit("Drama")))
+    data = FitData(spark, ratings, items, lambda: None, lambda: None, lambda blocks: None)  # type: ignore[arg-type,return-value]
+    got = make_model("ease", ModelConf.from_config(cfg)).fit(data).recommend(None, n).toPandas()
+
+    pdf = pd.DataFrame(rows, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP])
+    counts = pdf.groupby(S.ITEM_ID)[S.CUSTOMER_ID].nunique().reset_index()
+    ids = np.sort(counts.sort_values([S.CUSTOMER_ID, S.ITEM_ID], ascending=[False, True])[S.ITEM_ID].head(12)
+                  .to_numpy())
+    customers = sorted(pdf[S.CUSTOMER_ID].unique())
+    x = np.zeros((len(customers), len(ids)))
+    for c, i in zip(pdf[S.CUSTOMER_ID], pdf[S.ITEM_ID]):
+        if i in ids:
+            x[customers.index(c), np.searchsorted(ids, i)] = 1.0
+    b = ridge_reference(x, lam)  # the model's definition, column by column
+    kept = np.zeros_like(b)
+    for k in range(len(ids)):
+        for j in np.argsort(-b[k], kind="stable")[:top_k]:
+            if b[k, j] > 0 and j != k:
+                kept[k, j] = b[k, j]
+    checked = 0
+    for row, c in enumerate(customers):
+        rated = set(pdf.loc[pdf[S.CUSTOMER_ID] == c, S.ITEM_ID])
+        scores = {int(ids[j]): float(kept[np.nonzero(x[row])[0], j].sum()) for j in range(len(ids))}
+        cand = sorted(((s, i) for i, s in scores.items() if i not in rated and s > 0), key=lambda t: (-t[0], t[1]))
+        mine = got[(got[S.CUSTOMER_ID] == c) & (got[S.SOURCE] == "neighbors")].sort_values(S.RANK)
+        want = cand[:n]
+        assert mine[S.ITEM_ID].tolist() == [i for _, i in want], c
+        np.testing.assert_allclose(mine[S.SCORE].to_numpy(), [s for s, _ in want], rtol=1e-6)
+        checked += bool(want)
+    assert checked > 20
