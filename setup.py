@@ -11,7 +11,8 @@ def _reqs(name: str) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-JOBS = ["pipeline", "ingest", "embed", "train", "similarity", "recommend", "evaluate", "demo", "crawl"]
+JOBS = ["pipeline", "ingest", "embed", "train", "similarity", "recommend", "evaluate", "demo", "crawl", "views",
+        "maintenance"]
 
 setup(
     name="hybridrec",
@@ -22,17 +23,21 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    package_data={"hybridrec": ["py.typed", "log4j2.properties"]},
+    package_data={"hybridrec": ["py.typed", "runtime/log4j2.properties"]},
     include_package_data=True,
+    # ranges only: what a Spark runtime lacks (requirements/base.txt); exact pins live in
+    # requirements/constraints.txt, which only scripts/bootstrap.sh reads
     install_requires=_reqs("base.txt"),
     extras_require={
+        # Spark and Delta for the embedded default; never on Databricks, whose runtime brings its own
+        "local": _reqs("local.txt"),
         # the deep-learning stages on CPU executors
         "cpu": _reqs("ml.txt"),
         # the deep-learning stages on GPU executors (CUDA wheels instead of tensorflow-cpu)
-        "gpu": [r.replace("tensorflow-cpu", "tensorflow[and-cuda]") for r in _reqs("ml.txt")],
+        "gpu": _reqs("gpu.txt"),
         # MLflow logging of the trained classifier (train.mlflow_tracking_uri)
         "mlflow": _reqs("tracking.txt"),
-        "dev": _reqs("ml.txt") + _reqs("dev.txt") + _reqs("tracking.txt"),
+        "dev": _reqs("local.txt") + _reqs("ml.txt") + _reqs("dev.txt") + _reqs("tracking.txt"),
     },
     entry_points={
         "console_scripts": ["hybridrec=hybridrec.cli:main"]

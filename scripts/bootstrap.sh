@@ -13,7 +13,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${HYBRIDREC_CACHE:-$HOME/.cache/hybridrec}"
 py="${PYTHON:-python3}"
 mkdir -p "$cache"
-key=$({ "$py" -c 'import sys; print(sys.version_info[:2])'; cat "$here"/requirements/*.txt; } | sha256sum | cut -c1-16)
+# the files it installs from (not gpu.txt, which only the Databricks GPU cluster installs)
+reqs=(constraints base local ml dev tracking bench)
+key=$({ "$py" -c 'import sys; print(sys.version_info[:2])'; for r in "${reqs[@]}"; do cat "$here/requirements/$r.txt"; done; } \
+      | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
 log() { echo "[bootstrap] $*" >&2; }
 
@@ -25,8 +28,11 @@ if [ ! -f "$venv/.complete" ]; then
   "$py" -m venv "$venv"
   export PIP_CACHE_DIR="$cache/pip"
   "$venv/bin/pip" install -q --upgrade "pip==24.3.1" >&2
-  "$venv/bin/pip" install -q -r "$here/requirements/base.txt" -r "$here/requirements/ml.txt" \
-      -r "$here/requirements/dev.txt" -r "$here/requirements/tracking.txt" >&2
+  # every extra (local Spark + Delta, the CPU deep-learning stack, tracking, dev tools) at the exact
+  # versions of requirements/constraints.txt; the wheel itself carries only ranges
+  "$venv/bin/pip" install -q -c "$here/requirements/constraints.txt" -r "$here/requirements/base.txt" \
+      -r "$here/requirements/local.txt" -r "$here/requirements/ml.txt" -r "$here/requirements/dev.txt" \
+      -r "$here/requirements/tracking.txt" -r "$here/requirements/bench.txt" >&2
   touch "$venv/.complete"
 fi
 # The project itself: an editable install (fast, no dependencies) pointing at this clone.
