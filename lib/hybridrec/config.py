@@ -311,7 +311,7 @@ class EvaluateConf:
     ease_items: int = 2000
     ease_lambdas: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 400.0, 800.0])
     ease_lambda: float | None = None
-    ease_top_k: int = 200
+    ease_top_k: int = 500
     tune_customers: int = 2000  # customers of a carve-out scored for each tuning candidate (driver)
     seed: int = 0
     report_dir: str = ""  # default <storage.data_dir>/reports

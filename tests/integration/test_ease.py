@@ -55,14 +55,17 @@ def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callabl
     b = ridge_reference(x, lam)  # the model's definition, column by column
     kept = np.zeros_like(b)
     for k in range(len(ids)):
-        for j in np.argsort(-b[k], kind="stable")[:top_k]:
-            if b[k, j] > 0 and j != k:
-                kept[k, j] = b[k, j]
+        mag = np.abs(b[k])
+        mag[k] = -1.0
+        for j in np.argsort(-mag, kind="stable")[:top_k]:
+            kept[k, j] = b[k, j]
     checked = 0
     for row, c in enumerate(customers):
         rated = set(pdf.loc[pdf[S.CUSTOMER_ID] == c, S.ITEM_ID])
         scores = {int(ids[j]): float(kept[np.nonzero(x[row])[0], j].sum()) for j in range(len(ids))}
-        cand = sorted(((s, i) for i, s in scores.items() if i not in rated and s > 0), key=lambda t: (-t[0], t[1]))
+        touched = {int(ids[j]) for j in range(len(ids)) if np.any(kept[np.nonzero(x[row])[0], j] != 0)}
+        cand = sorted(((s, i) for i, s in scores.items() if i not in rated and i in touched and s != 0),
+                      key=lambda t: (-t[0], t[1]))
         mine = got[(got[S.CUSTOMER_ID] == c) & (got[S.SOURCE] == "neighbors")].sort_values(S.RANK)
         want = cand[:n]
         assert mine[S.ITEM_ID].tolist() == [i for _, i in want], c
