@@ -11,7 +11,7 @@ item. Measured side by side (setup — writing the Delta tables — is not timed
 * **job**: ``hybridrec.recommend.run_recommend`` end to end on local[*]: reads the Delta
   ``ratings`` and ``item_neighbors`` tables, builds the fallback, scores every customer against
   the broadcast sparse neighbour matrix, writes ``recommendations`` (top-10) to Delta;
-* **scipy floor**: the same vectorised kernel (``hybridrec.scoring.score_batch``) in this
+* **scipy floor**: the same vectorised kernel (``hybridrec.models.scoring.score_batch``) in this
   process alone — read the ratings Parquet, score in customer chunks, write Parquet; its lists
   are compared with the job's on a sample of customers;
 * **ALS**: Spark MLlib ``ALS(rank=64, maxIter=10)`` fit + ``recommendForAllUsers(10)``;
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "lib"))
 
 from hybridrec import schemas as S  # noqa: E402
 from hybridrec.config import load_config  # noqa: E402
-from hybridrec.scoring import NeighborMatrix, score_batch  # noqa: E402
+from hybridrec.models.scoring import NeighborMatrix, score_batch  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _memory import PeakRss, spark_processes, this_process  # noqa: E402
@@ -143,9 +143,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
     # ---- Spark: load the tables (untimed) --------------------------------------------------
     from pyspark.sql import functions as F
 
-    from hybridrec.recommend import run_recommend
-    from hybridrec.session import build_session
-    from hybridrec.tables import ensure_table
+    from hybridrec.stages.recommend import run_recommend
+    from hybridrec.runtime.session import build_session
+    from hybridrec.storage.tables import ensure_table
 
     cfg = load_config(ROOT / "conf" / "local.yaml", [
         f"storage.data_dir={work / 'data'}", "storage.database=bench", "run.id=bench", f"spark.master=local[{cores}]",
@@ -156,12 +156,12 @@ def run(args: argparse.Namespace, work: Path) -> int:
     ratings = spark.read.parquet(str(ratings_dir)).select(
         S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP, F.lit("bench").alias(S.SOURCE_FILE),
         F.lit("bench").alias(S.RUN_ID), F.current_timestamp().alias(S.INGESTED_AT))
-    ratings.write.format("delta").mode("append").saveAsTable(ensure_table(spark, cfg, S.RATINGS))
+    ratings.write.format("delta").mode("append").saveAsTable(ensure_table(spark, cfg.storage, S.RATINGS))
     spark.read.parquet(str(neighbors)).select(
         S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY, S.RANK, F.array(F.lit("Drama")).alias(S.SHARED_GENRES),
         F.lit("bench").alias(S.RUN_ID)).write.format("delta").mode("append").saveAsTable(
-        ensure_table(spark, cfg, S.ITEM_NEIGHBORS))
-    items_tbl = ensure_table(spark, cfg, S.ITEMS)
+        ensure_table(spark, cfg.storage, S.ITEM_NEIGHBORS))
+    items_tbl = ensure_table(spark, cfg.storage, S.ITEMS)
     item_cols = spark.table(items_tbl).schema
     spark.createDataFrame([(int(i),) for i in item_ids], f"{S.ITEM_ID} long").select(*[
         F.col(S.ITEM_ID) if f.name == S.ITEM_ID else

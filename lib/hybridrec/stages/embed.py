@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 from delta.tables import DeltaTable
-from pyspark import StorageLevel, TaskContext
+from pyspark import TaskContext
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
@@ -166,31 +166,29 @@ def embed_chunk(spark: SparkSession, report: EmbedReport, todo: DataFrame, n_tod
     # An explicit partition count: AQE would otherwise coalesce this small-row, heavy-byte
     # input into one partition and leave every core but one idle.
     parts = max(spark.sparkContext.defaultParallelism, -(-n_todo // POSTERS_PER_PARTITION))
-    # Computed once and materialised: the MERGE below scans its source twice, and re-running the
-    # plan would run the CNN twice.
-    computed = compute_embeddings(todo.repartition(parts), spec, batch_size, run_id).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        by_reason = {r["ok"]: r["count"] for r in computed.groupBy(F.col(S.REASON).isNull().alias("ok")).count().collect()}
-        computed_ok, quarantined = by_reason.get(True, 0), by_reason.get(False, 0)
-        if computed_ok:
-            ok = computed.filter(F.col(S.REASON).isNull()).drop(S.REASON)
-            table = report.tables[S.ITEM_EMBEDDINGS]
-            retry_on_conflict(table, lambda: (  # a MERGE by key: rerunning it after a conflict is exact
-                DeltaTable.forName(spark, table).alias("t")
-                .merge(ok.alias("s"), f"t.{S.ITEM_ID} = s.{S.ITEM_ID} AND t.{S.MODEL_KEY} = s.{S.MODEL_KEY}")
-                .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()))
-            report.dims = int(ok.select(S.DIMS).first()[S.DIMS])  # type: ignore[index]
-        if quarantined:
-            bad = computed.filter(F.col(S.REASON).isNotNull()).select(
-                F.lit(report.tables[S.POSTERS]).alias(S.SOURCE_FILE),
-                _quarantine_record(F.col(S.ITEM_ID), F.col(S.CONTENT_HASH), spec.key).alias(S.RECORD), S.REASON)
-            # appended: earlier runs' rows stay, and these posters are never retried
-            append_quarantine(spark, report.tables[S.QUARANTINE], quarantine_rows(bad, STAGE_EMBED, run_id))
-        report.computed += computed_ok
-        report.quarantined += quarantined
-        report.chunks += 1
-    finally:
-        computed.unpersist()
+    # Computed once and materialised with its lineage cut (a local checkpoint, not a cache): the
+    # MERGE below plans its source again and scans it twice, and a cached plan it fails to match
+    # would run the CNN again (measured: 3x the time with persist()).
+    computed = compute_embeddings(todo.repartition(parts), spec, batch_size, run_id).localCheckpoint(eager=True)
+    by_reason = {r["ok"]: r["count"] for r in computed.groupBy(F.col(S.REASON).isNull().alias("ok")).count().collect()}
+    computed_ok, quarantined = by_reason.get(True, 0), by_reason.get(False, 0)
+    if computed_ok:
+        ok = computed.filter(F.col(S.REASON).isNull()).drop(S.REASON)
+        table = report.tables[S.ITEM_EMBEDDINGS]
+        retry_on_conflict(table, lambda: (  # a MERGE by key: rerunning it after a conflict is exact
+            DeltaTable.forName(spark, table).alias("t")
+            .merge(ok.alias("s"), f"t.{S.ITEM_ID} = s.{S.ITEM_ID} AND t.{S.MODEL_KEY} = s.{S.MODEL_KEY}")
+            .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()))
+        report.dims = int(ok.select(S.DIMS).first()[S.DIMS])  # type: ignore[index]
+    if quarantined:
+        bad = computed.filter(F.col(S.REASON).isNotNull()).select(
+            F.lit(report.tables[S.POSTERS]).alias(S.SOURCE_FILE),
+            _quarantine_record(F.col(S.ITEM_ID), F.col(S.CONTENT_HASH), spec.key).alias(S.RECORD), S.REASON)
+        # appended: earlier runs' rows stay, and these posters are never retried
+        append_quarantine(spark, report.tables[S.QUARANTINE], quarantine_rows(bad, STAGE_EMBED, run_id))
+    report.computed += computed_ok
+    report.quarantined += quarantined
+    report.chunks += 1
 
 
 def run_embed(spark: SparkSession, cfg: Config) -> EmbedReport:
