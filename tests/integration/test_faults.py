@@ -89,6 +89,7 @@ def test_concurrent_writers_of_one_table_never_mix_or_double_runs(spark: SparkSe
         assert mine.exceptAll(want).isEmpty() and want.exceptAll(mine).isEmpty(), run  # never mixed
 
 
+@pytest.mark.stage
 def test_idempotency_hazards(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
     """Same run id twice: no new version. A new run appends. An older run date runs and is written
     (a backfill), and the latest view keeps showing the newest run date."""

@@ -21,6 +21,7 @@ def test_runs_to_drop_keeps_the_newest() -> None:
     assert runs_to_drop(["a"], 5) == []
 
 
+@pytest.mark.stage
 def test_retention_optimize_and_a_safe_vacuum(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
     cfg = make_cfg("maintenance.retention_runs=2")
     table = ensure_table(spark, cfg.storage, S.RECOMMENDATIONS)

@@ -31,6 +31,7 @@ def load_world(spark: SparkSession, cfg: Config, NN: dict, R: dict, run_id: str)
         .saveAsTable(ensure_table(spark, cfg.storage, S.RATINGS))
 
 
+@pytest.mark.stage
 def test_spark_recommendations_equal_the_pseudocode(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
     ids, NN, R = random_world(7, customers=60, grid=True)
     cfg = make_cfg("recommend.top_n=4", "recommend.threshold=3", "recommend.partitions=3",
@@ -70,6 +71,7 @@ def _lists(df: pd.DataFrame) -> dict[tuple[int, int], tuple]:
             for r in df.itertuples()}
 
 
+@pytest.mark.stage
 def test_the_serving_table_merges_only_what_changed_and_its_change_feed_holds_exactly_that(
         spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
     ids, NN, R = random_world(11, customers=40, grid=True)
