@@ -19,16 +19,15 @@ from typing import cast
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from hybridrec import schemas as S
-from hybridrec.config import ColdStartConf, EvaluateConf, RecommendConf
-from hybridrec.datasets.splits import PART, TEST, TRAIN, customer_sample, split_ratings
-from hybridrec.metrics.ranking import ndcg_at
+from hybridrec.config import ColdStartConf, RecommendConf
+from hybridrec.datasets.splits import customer_sample
 from hybridrec.models.base import FitData, Fitted, Recommender
 from hybridrec.models.coldstart import ColdModel, ColdScorer, build_catalogue, fit_cold_model
 from hybridrec.models.neighborhood import FittedNeighbors
 from hybridrec.models.scoring import neighbor_matrix, score_batch
+from hybridrec.models.tuning import carve_out
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.runtime.collect import collect_vectors
 
@@ -89,26 +88,16 @@ def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, input
     with the best binary nDCG@top_n against the held-out ratings >= relevant wins (ties: the larger
     lift, i.e. fewer cold items). Returns the lift and the nDCG of every lift."""
     cs = rc.cold_start
-    ec = EvaluateConf(split="temporal", holdout_fraction=cs.fit_holdout, holdout_last=0, min_ratings=5)
-    split = split_ratings(data.ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP), ec) \
-        .localCheckpoint(eager=True)
-    train = split.filter(F.col(PART) == TRAIN).drop(PART)
-    held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= cs.relevant)).select(S.CUSTOMER_ID, S.ITEM_ID)
-    nm = neighbor_matrix(data.on(train).neighbors(recipe))
-    cold = fit_cold(train, inputs, cs, rc.threshold).scorer(inputs, cs, lift=1.0)
-    sample = customer_sample(held, cs.fit_customers, cs.seed).select(S.CUSTOMER_ID).distinct()
-    rows = cast(pd.DataFrame, train.join(sample, S.CUSTOMER_ID, "left_semi")
-                .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
-    truth = cast(pd.DataFrame, held.join(sample, S.CUSTOMER_ID, "left_semi").toPandas())
-    gains = {int(c): {int(i): 1.0 for i in g[S.ITEM_ID]} for c, g in truth.groupby(S.CUSTOMER_ID)}
+    carve = carve_out(data.ratings, cs.fit_customers, cs.seed, cs.fit_holdout, cs.relevant)
+    nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
+    cold = fit_cold(carve.train, inputs, cs, rc.threshold).scorer(inputs, cs, lift=1.0)
+    rows = carve.rows
     scores: dict[float, float] = {}
     for lift in cs.lift_grid:
         frame = score_batch(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
                             rows[S.RATING].to_numpy(np.float64), nm, rc.top_n, rc.threshold, None,
                             replace(cold, lift=lift))
-        lists = {int(c): g.sort_values(S.RANK)[S.ITEM_ID].tolist() for c, g in frame.groupby(S.CUSTOMER_ID)}
-        scores[lift] = float(np.mean([ndcg_at(lists.get(c, []), g, rc.top_n) for c, g in gains.items()])) \
-            if gains else 0.0
+        scores[lift] = carve.ndcg(frame, rc.top_n)
     best = max(scores, key=lambda x: (round(scores[x], 12), x))
     return best, scores
 

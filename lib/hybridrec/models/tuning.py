@@ -29,20 +29,23 @@ class CarveOut:
     rows: pd.DataFrame  # the sampled customers' training rows (customer_id, item_id, rating)
     gains: dict[int, dict[int, float]]  # their held-out relevant items
 
-    def ndcg(self, lists: pd.DataFrame) -> float:
-        """Mean binary nDCG@10 of ``lists`` (customer_id, rank, item_id) over the sampled customers."""
+    def ndcg(self, lists: pd.DataFrame, k: int = CUT_OFF) -> float:
+        """Mean binary nDCG@k of ``lists`` (customer_id, rank, item_id) over the sampled customers."""
         if not self.gains:
             return 0.0
         ranked = {int(c): g.sort_values(S.RANK)[S.ITEM_ID].tolist() for c, g in lists.groupby(S.CUSTOMER_ID)}
-        return float(np.mean([ndcg_at(ranked.get(c, []), g, CUT_OFF) for c, g in self.gains.items()]))
+        return float(np.mean([ndcg_at(ranked.get(c, []), g, k) for c, g in self.gains.items()]))
 
 
-def carve_out(ratings: DataFrame, customers: int, seed: int) -> CarveOut:
-    conf = EvaluateConf(split="temporal", holdout_fraction=HOLDOUT, holdout_last=0, min_ratings=5)
+def carve_out(ratings: DataFrame, customers: int, seed: int, holdout: float = HOLDOUT,
+              relevant: float = RELEVANT) -> CarveOut:
+    """Each customer's latest ``holdout`` share held out (customers with >= 5 ratings), a seeded
+    sample of at most ``customers`` of those with a held-out rating >= ``relevant``."""
+    conf = EvaluateConf(split="temporal", holdout_fraction=holdout, holdout_last=0, min_ratings=5)
     split = split_ratings(ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP), conf) \
         .localCheckpoint(eager=True)
     train = split.filter(F.col(PART) == TRAIN).drop(PART)
-    held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= RELEVANT)).select(S.CUSTOMER_ID, S.ITEM_ID)
+    held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= relevant)).select(S.CUSTOMER_ID, S.ITEM_ID)
     sample = customer_sample(held, customers, seed).select(S.CUSTOMER_ID).distinct()
     rows = cast(pd.DataFrame, train.join(sample, S.CUSTOMER_ID, "left_semi")
                 .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
