@@ -16,6 +16,7 @@ from hybridrec.stages.embed import run_embed
 from hybridrec.stages.evaluate import run_evaluate
 from hybridrec.stages.ingest import preflight as ingest_preflight
 from hybridrec.stages.ingest import run_ingest
+from hybridrec.stages.maintenance import RUN_TABLES, run_maintenance
 from hybridrec.stages.recommend import run_recommend
 from hybridrec.stages.similarity import run_similarity
 from hybridrec.stages.train import run_train
@@ -91,10 +92,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", run_evaluate, progress=_first_and_last, writes=(S.EVALUATION,)),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+# A stage of its own job (weekly), never part of the pipeline.
+MAINTENANCE = Stage("maintenance", run_maintenance, writes=RUN_TABLES)
 
 
 def stage(name: str) -> Stage:
-    return next(s for s in STAGES if s.name == name)
+    """A pipeline stage, or the maintenance job's, by name."""
+    return next(s for s in (*STAGES, MAINTENANCE) if s.name == name)
 
 
 events = logging.getLogger("hybridrec.events")  # one JSON object a line; jobs.common prints it bare
