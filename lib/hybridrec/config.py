@@ -238,6 +238,10 @@ class TrainConf:
     mlflow_tracking_uri: str = ""  # log params, metrics and the model to MLflow when set
     mlflow_experiment: str = "hybridrec-classifier"
     mlflow_artifact_location: str = ""  # for a new experiment; empty = the tracking server's default
+    # the classifier is logged as an MLflow model (with a signature) and registered under this name
+    # (a Unity Catalog name catalog.schema.model with registry databricks-uc); empty = not registered
+    mlflow_registered_model: str = ""
+    mlflow_registry_uri: str = ""  # empty = the tracking URI's own registry
     fine_tune: FineTuneConf = field(default_factory=FineTuneConf)
 
     def __post_init__(self) -> None:

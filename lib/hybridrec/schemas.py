@@ -67,6 +67,7 @@ LABELLED = "labelled"
 SPLIT = "split"
 FEATURES = "features"
 MODEL_URI = "model_uri"
+MODEL_VERSION = "model_version"
 FOLD = "fold"
 MODEL = "model"
 METRIC = "metric"
@@ -222,9 +223,13 @@ ITEM_CATEGORIES_SCHEMA = StructType(
         _f(FEATURES, ArrayType(FloatType()), False, "The classifier's penultimate (Dense 1024) activations"),
         _f(LABELLED, BooleanType(), False, "Whether the item had TMDB genre labels"),
         _f(SPLIT, StringType(), False, "train, val, test (the 80/20 split) or unlabelled"),
-        _f(MODEL_URI, StringType(), False, "The classifier artifact that made these predictions"),
+        _f(MODEL_URI, StringType(), False,
+           "The classifier that made these predictions: models:/<name>/<version> when registered in MLflow, "
+           "else the artifact's path"),
         _f(RUN_ID, StringType(), False, "Train run that wrote them"),
         _f(COMPUTED_AT, TimestampType(), False, "When (UTC)"),
+        # added after the first release: nullable, so ensure_table adds it to an existing table
+        _f(MODEL_VERSION, StringType(), True, "The registered MLflow model version (null when not registered)"),
     ]
 )
 

@@ -124,15 +124,16 @@ def test_training_reads_through_the_petastorm_loader(spark: SparkSession, cfg: C
 
 
 def test_fine_tuning_cross_validation_and_mlflow(spark: SparkSession, cfg: Config, trained: TrainReport,
-                                                 make_cfg: Callable[..., Config], tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stage 2 re-learns block5 on the posters; 2-fold CV of the head; the run is logged to MLflow."""
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a local file store stands in for a tracking server
-    mlruns = (tmp_path / "mlruns").as_uri()
+                                                 make_cfg: Callable[..., Config], tmp_path: Path) -> None:
+    """Stage 2 re-learns block5 on the posters; 2-fold CV of the head; the run is logged to MLflow and
+    the classifier registered (a local SQLite registry), and item_categories names the version."""
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = "hybridrec_genre_classifier"
     full = make_cfg(f"input.crawl_dir={cfg.input.crawl_dir}", f"input.ratings_path={cfg.input.ratings_path}",
                     "embed.backbones=[{name: vgg19, weights: random}]", "embed.input_size=32", "run.id=t2",
                     *TRAIN_SETS, "train.epochs=5", "train.folds=2", "train.fine_tune.enabled=true",
-                    "train.fine_tune.epochs=1", f"train.mlflow_tracking_uri={mlruns}",
+                    "train.fine_tune.epochs=1", f"train.mlflow_tracking_uri={db}", f"train.mlflow_registry_uri={db}",
+                    f"train.mlflow_registered_model={name}",
                     f"train.mlflow_artifact_location={(tmp_path / 'artifacts').as_uri()}", database=cfg.storage.database)
     report = run_train(spark, full)
     assert set(report.metrics) == {"head", "fine_tune"}
@@ -141,9 +142,11 @@ def test_fine_tuning_cross_validation_and_mlflow(spark: SparkSession, cfg: Confi
     g = len(report.genres)
     got = sorted((r[S.STAGE], -1 if r[S.FOLD] is None else r[S.FOLD]) for r in rows)
     assert got == sorted([("head", -1)] * g + [("fine_tune", -1)] * g + [("head", 0)] * g + [("head", 1)] * g)
-    # item_categories now reflects the fine-tuned model, for every item
+    # item_categories now reflects the fine-tuned model, for every item, and names its registered version
+    assert (report.registered_uri, report.registered_version) == (f"models:/{name}/1", "1")
     cats = spark.table(full.table(S.ITEM_CATEGORIES))
-    assert {r[S.MODEL_URI] for r in cats.select(S.MODEL_URI).distinct().collect()} == {report.model_uri}
+    assert {(r[S.MODEL_URI], r[S.MODEL_VERSION]) for r in cats.select(S.MODEL_URI, S.MODEL_VERSION).distinct()
+            .collect()} == {(report.registered_uri, "1")}
     assert cats.count() == trained.categorised
     assert cats.filter(F.size(S.PREDICTED_GENRES) == 0).isEmpty()
     assert all(np.isfinite(r[S.FEATURES]).all() and all(np.isfinite(list(r[S.GENRE_PROBS].values())))
@@ -154,12 +157,32 @@ def test_fine_tuning_cross_validation_and_mlflow(spark: SparkSession, cfg: Confi
 
     import mlflow
 
-    client = mlflow.tracking.MlflowClient(tracking_uri=mlruns)
+    client = mlflow.tracking.MlflowClient(tracking_uri=db, registry_uri=db)
     run = client.get_run(report.mlflow_run_id)
     assert run.data.params["fine_tune.enabled"] == "True"
     assert "fine_tune.Drama.f1" in run.data.metrics and "head.Drama.roc_auc" in run.data.metrics
     names = {a.path for a in client.list_artifacts(report.mlflow_run_id, "classifier")}
     assert {"classifier/fine_tuned.keras", "classifier/head.keras", "classifier/loss.png"} <= names
+    version = client.get_model_version(name, "1")
+    assert version.run_id == report.mlflow_run_id
+    # the registered model carries a signature (images in, one probability per genre out) and its genres
+    mlflow.set_registry_uri(db)
+    info = mlflow.models.get_model_info(report.registered_uri)
+    assert info.signature is not None and info.metadata["genres"] == report.genres
+    assert info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, len(report.genres))
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 32, 32, 3)
+    # a second train run (the head alone: poster vectors in) registers version 2; the table follows it
+    head_only = make_cfg(f"input.crawl_dir={cfg.input.crawl_dir}", f"input.ratings_path={cfg.input.ratings_path}",
+                         "embed.backbones=[{name: vgg19, weights: random}]", "embed.input_size=32", "run.id=t3",
+                         *TRAIN_SETS, "train.epochs=2", f"train.mlflow_tracking_uri={db}",
+                         f"train.mlflow_registry_uri={db}", f"train.mlflow_registered_model={name}",
+                         database=cfg.storage.database)
+    again = run_train(spark, head_only)
+    assert again.registered_version == "2"
+    assert mlflow.models.get_model_info(f"models:/{name}/2").signature.inputs.to_dict()[0]["tensor-spec"][
+        "shape"][0] == -1
+    assert {r[S.MODEL_VERSION] for r in spark.table(full.table(S.ITEM_CATEGORIES)).select(S.MODEL_VERSION)
+            .distinct().collect()} == {"2"}
 
 
 def test_categories_thresholds_and_at_least_one_genre(spark: SparkSession) -> None:

@@ -99,7 +99,9 @@ def test_local_session_conf_is_embedded_delta(tmp_path: Path) -> None:
     assert conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     assert conf["spark.sql.warehouse.dir"] == str(tmp_path / "warehouse")
     assert f"databaseName={tmp_path / 'metastore_db'}" in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
-    assert conf["spark.jars.packages"] == ",".join(delta_maven_coordinates())
+    assert conf["spark.jars.packages"] == ",".join(delta_maven_coordinates()) and "spark.jars" not in conf
+    resolved = local_spark_conf(cfg, ["/ivy/jars/a.jar", "/ivy/jars/b.jar"])  # what the first run resolved
+    assert resolved["spark.jars"] == "/ivy/jars/a.jar,/ivy/jars/b.jar" and "spark.jars.packages" not in resolved
     assert conf["spark.sql.shuffle.partitions"] == "3"  # conf wins over defaults, locally
     # the local JVM's options: hybridrec's own, then the config's (none by default)
     java = conf["spark.driver.extraJavaOptions"].split()

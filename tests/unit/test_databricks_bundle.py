@@ -143,6 +143,9 @@ def test_cluster_conf_builds_every_name_from_the_targets_catalog_and_schema(monk
     assert cfg.table(S.RECOMMENDATIONS) == "`hybridrec_dev`.`recs`.`recommendations`"
     for path in (cfg.input.crawl_dir, cfg.input.ratings_path, cfg.train.model_dir, cfg.train.petastorm_cache_url):
         assert "/Volumes/hybridrec_dev/recs/" in path, path
+    # the classifier is registered in Unity Catalog's model registry, in the target's own schema
+    assert (cfg.train.mlflow_registry_uri, cfg.train.mlflow_registered_model) == \
+        ("databricks-uc", "hybridrec_dev.recs.genre_classifier")
 
 
 def test_tasks_are_the_pipeline_on_the_right_clusters_with_entry_points_of_the_wheel() -> None:

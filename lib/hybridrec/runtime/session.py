@@ -6,8 +6,9 @@
 * ``spark.mode: local`` — the embedded default: ``local[*]`` with Delta's SQL extension and
   catalog, a warehouse and a persistent Derby metastore under ``storage.data_dir`` (tables
   survive between runs and a new session finds them by name), and Delta's jars resolved by
-  Spark's Ivy from ``~/.m2`` / Maven Central through ``spark.jars.packages`` — nobody downloads
-  a jar by hand.
+  Spark's Ivy from ``~/.m2`` / Maven Central — once per machine, quietly, with its report in a
+  log file (:mod:`hybridrec.runtime.jars`); later sessions get the resolved paths as
+  ``spark.jars``. Nobody downloads a jar by hand.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from pyspark.sql import SparkSession
 
 from hybridrec.config import Config, StorageConf
 from hybridrec.errors import UserError
+from hybridrec.runtime.jars import resolved_jars
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +55,15 @@ def delta_maven_coordinates() -> list[str]:
     return [f"io.delta:delta-spark_{SPARK_LINE}_{SCALA_BINARY}:{DELTA_JAR_VERSION}"]
 
 
-def local_spark_conf(cfg: Config) -> dict[str, str]:
-    """The settings of the embedded local session, derived from config (pure; testable)."""
+def local_spark_conf(cfg: Config, jars: Sequence[str] | None = None) -> dict[str, str]:
+    """The settings of the embedded local session, derived from config (pure; testable): Delta's
+    already resolved ``jars`` when given, else its Maven coordinates for Spark's Ivy."""
     data = cfg.data_dir
     metastore = data / "metastore_db"
     conf = {
         "spark.master": cfg.spark.master,
         "spark.app.name": cfg.spark.app_name,
-        "spark.jars.packages": ",".join(delta_maven_coordinates()),
+        **({"spark.jars": ",".join(jars)} if jars else {"spark.jars.packages": ",".join(delta_maven_coordinates())}),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.warehouse.dir": str(data / "warehouse"),
@@ -155,7 +159,9 @@ def build_session(cfg: Config) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.update(native_log_env(cfg))  # the driver's TensorFlow, and the workers the JVM starts
         builder = SparkSession.builder
-        for key, value in local_spark_conf(cfg).items():
+        user_jars = {"spark.jars", "spark.jars.packages"} & set(cfg.spark.conf)
+        jars = None if user_jars else resolved_jars(delta_maven_coordinates(), cfg.spark.conf)
+        for key, value in local_spark_conf(cfg, jars).items():
             builder = builder.config(key, value)
         spark = builder.enableHiveSupport().getOrCreate()
         spark.sparkContext.setLogLevel(cfg.spark.log_level)

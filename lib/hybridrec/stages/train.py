@@ -30,6 +30,7 @@ from hybridrec.features.classify import (LABELS, TEST, TRAIN, UNLABELLED, VAL, a
 from hybridrec.features.loaders import LOADER
 from hybridrec.features.vectors import embedding_vectors
 from hybridrec.metrics.classification import BinaryMetrics, binary_metrics, tune_threshold
+from hybridrec.runtime.session import is_debug
 from hybridrec.storage.tables import ensure_table, replace_rows, sql_str
 
 STAGE_HEAD, STAGE_FINE_TUNE = "head", "fine_tune"
@@ -67,6 +68,8 @@ class TrainReport:
     model_uri: str = ""
     plot: str = ""
     mlflow_run_id: str | None = None
+    registered_uri: str | None = None  # models:/<name>/<version> when registered in MLflow
+    registered_version: str | None = None
     categorised: int = 0
 
     @property
@@ -93,7 +96,8 @@ class TrainReport:
                 out.append(f"  {g:<16} F1 {np.mean([m.f1 for m in ms]):.3f}  ROC-AUC "
                            f"{np.mean(aucs) if aucs else float('nan'):.3f}")
         out.append(f"item_categories: {self.categorised} items" +
-                   (f"; MLflow run {self.mlflow_run_id}" if self.mlflow_run_id else ""))
+                   (f"; MLflow run {self.mlflow_run_id}" if self.mlflow_run_id else "") +
+                   (f"; registered model {self.registered_uri}" if self.registered_uri else ""))
         return out
 
 
@@ -146,12 +150,47 @@ def _plot_losses(histories: dict[str, dict[str, list[float]]], path: Path) -> No
     plt.close(fig)
 
 
-def _mlflow_log(tc: TrainConf, report: TrainReport, run_dir: Path) -> str:
+@dataclass(frozen=True)
+class Logged:
+    """What MLflow recorded: the run, and the registered model's URI and version (None when no
+    ``train.mlflow_registered_model`` is configured)."""
+
+    run_id: str
+    model_uri: str | None = None
+    version: str | None = None
+
+
+def _keras_signature(model: Any) -> Any:
+    """The model's MLflow signature: a float32 tensor of its input shape to its (items, genres)
+    probabilities, inferred by running it on two zero inputs."""
+    from mlflow.models import infer_signature
+
+    x = np.zeros((2, *[int(d) for d in model.input_shape[1:]]), np.float32)
+    return infer_signature(x, np.asarray(model.predict(x, verbose=0), np.float32))
+
+
+def _mlflow_log(tc: TrainConf, report: TrainReport, run_dir: Path, final_path: Path,
+                thresholds: Sequence[float], debug: bool) -> Logged:
+    """Log the run (params, per-genre metrics, every artifact) and the final classifier as an MLflow
+    Keras model with a signature; register it when ``train.mlflow_registered_model`` is set."""
     try:
         import mlflow
     except ImportError:
-        raise UserError("train.mlflow_tracking_uri is set but mlflow is not installed: pip install mlflow-skinny") from None
+        raise UserError("train.mlflow_tracking_uri is set but mlflow is not installed: "
+                        "pip install 'hybridrec[mlflow]'") from None
+    import logging
+
+    if not debug:  # the stage prints its own line with the run and the version
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    from hybridrec.features.tflib import quiet_import
+
+    quiet_import()
+    import keras
+
     mlflow.set_tracking_uri(tc.mlflow_tracking_uri)
+    if tc.mlflow_registry_uri:
+        mlflow.set_registry_uri(tc.mlflow_registry_uri)
     if tc.mlflow_artifact_location and mlflow.get_experiment_by_name(tc.mlflow_experiment) is None:
         mlflow.create_experiment(tc.mlflow_experiment, artifact_location=tc.mlflow_artifact_location)
     mlflow.set_experiment(tc.mlflow_experiment)
@@ -165,7 +204,24 @@ def _mlflow_log(tc: TrainConf, report: TrainReport, run_dir: Path) -> str:
                 mlflow.log_metrics({f"{stage}.{_safe(g)}.f1": m.f1, f"{stage}.{_safe(g)}.accuracy": m.accuracy,
                                     f"{stage}.{_safe(g)}.roc_auc": m.roc_auc if m.roc_auc is not None else float("nan")})
         mlflow.log_artifacts(str(run_dir), artifact_path="classifier")
-        return str(run.info.run_id)
+        model = keras.saving.load_model(str(final_path), compile=False)
+        try:
+            info = mlflow.keras.log_model(
+                model, name="model", signature=_keras_signature(model),
+                registered_model_name=tc.mlflow_registered_model or None,
+                metadata={"genres": list(report.genres), "thresholds": [float(t) for t in thresholds],
+                          "input": "image" if final_path.name.startswith("fine_tuned") else "poster vector",
+                          "hybridrec_run_id": report.run_id})
+        except Exception as exc:  # noqa: BLE001 - a registry refusal is the user's to fix, in one line
+            if tc.mlflow_registered_model:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(f"train: registering the classifier as {tc.mlflow_registered_model!r} in "
+                                f"{tc.mlflow_registry_uri or tc.mlflow_tracking_uri} failed: {first}") from None
+            raise
+        version = getattr(info, "registered_model_version", None)
+        if tc.mlflow_registered_model and version is not None:
+            return Logged(str(run.info.run_id), f"models:/{tc.mlflow_registered_model}/{version}", str(version))
+        return Logged(str(run.info.run_id))
 
 
 # ---- the stage --------------------------------------------------------------------------
@@ -260,15 +316,19 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
                  spark.createDataFrame(metric_rows, S.CLASSIFIER_METRICS_SCHEMA), f"{S.RUN_ID} = {sql_str(cfg.run_id)}")
     final_stage = STAGE_FINE_TUNE if tc.fine_tune.enabled else STAGE_HEAD
     thresholds = [m.threshold for _, m in report.metrics[final_stage]]
+    # logged (and registered) before item_categories is written, so every row names the model version
+    if tc.mlflow_tracking_uri:
+        logged = _mlflow_log(tc, report, run_dir, final_path, thresholds, is_debug(cfg))
+        report.mlflow_run_id, report.registered_uri, report.registered_version = \
+            logged.run_id, logged.model_uri, logged.version
     cats = categories(final_pred, report.genres, thresholds).select(
         S.ITEM_ID, S.GENRE_PROBS, S.PREDICTED_GENRES, F.col(FEATS).alias(S.FEATURES), S.LABELLED, S.SPLIT,
-        F.lit(report.model_uri).alias(S.MODEL_URI), F.lit(cfg.run_id).alias(S.RUN_ID),
-        F.current_timestamp().alias(S.COMPUTED_AT)).localCheckpoint(eager=True)
+        F.lit(report.registered_uri or report.model_uri).alias(S.MODEL_URI), F.lit(cfg.run_id).alias(S.RUN_ID),
+        F.current_timestamp().alias(S.COMPUTED_AT),
+        F.lit(report.registered_version).cast("string").alias(S.MODEL_VERSION)).localCheckpoint(eager=True)
     report.categorised = cats.count()
     replace_rows(spark, ensure_table(spark, cfg.storage, S.ITEM_CATEGORIES), cats, "true")
     (run_dir / "metrics.txt").write_text("\n".join(report.lines()) + "\n")
-    if tc.mlflow_tracking_uri:
-        report.mlflow_run_id = _mlflow_log(tc, report, run_dir)
     for df in (pred, final_pred, data):
         df.unpersist()
     return report

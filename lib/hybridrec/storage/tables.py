@@ -68,9 +68,13 @@ def ensure_table(spark: SparkSession, storage: StorageConf, name: str, schema: S
     """Create the Delta table ``name`` in the configured database if absent; return its full name."""
     ensure_database(spark, storage)
     full = storage.table(name)
+    schema = schema or TABLE_SCHEMAS.get(name)
     if spark.catalog.tableExists(full.replace("`", "")):
+        if schema is not None:
+            add_missing_columns(spark, full, schema)
         return full
-    schema = schema or TABLE_SCHEMAS[name]
+    if schema is None:
+        raise KeyError(f"no schema declared for table {name}")
     builder = DeltaTable.createIfNotExists(spark).tableName(full).addColumns(schema) \
         .comment(comment or TABLE_COMMENTS.get(name, name))
     if name in TABLE_CLUSTERING:
@@ -86,6 +90,32 @@ def ensure_table(spark: SparkSession, storage: StorageConf, name: str, schema: S
                 if check not in constraints(spark, full):
                     raise
     return full
+
+
+def add_missing_columns(spark: SparkSession, full_name: str, schema: StructType) -> list[str]:
+    """The additive migration: columns a later release declared (nullable, so the rows already there
+    read as null) are added to an existing table; returns their names. A missing required column
+    means the table is not this version's: one line, nothing changed."""
+    def missing() -> list:
+        have = {f.name.lower() for f in spark.table(full_name).schema.fields}
+        return [f for f in schema.fields if f.name.lower() not in have]
+
+    todo = missing()
+    if not todo:
+        return []
+    required = [f.name for f in todo if not f.nullable]
+    if required:
+        raise UserError(f"table {full_name} lacks the required column(s) {', '.join(required)}: it was written "
+                        "by an incompatible version of hybridrec; drop it or use another storage.database")
+    cols = ", ".join(f"{f.name} {f.dataType.simpleString()} COMMENT {sql_str(f.metadata.get('comment', f.name))}"
+                     for f in todo)
+    try:
+        spark.sql(f"ALTER TABLE {full_name} ADD COLUMNS ({cols})")
+    except Exception:  # noqa: BLE001 - a concurrent run added them first
+        if missing():
+            raise
+    log.info("table %s: added column(s) %s", full_name, ", ".join(f.name for f in todo))
+    return [f.name for f in todo]
 
 
 def constraints(spark: SparkSession, full_name: str) -> dict[str, str]:
