@@ -32,6 +32,15 @@ SPARK_HOME = Path(pyspark.__file__).parent
 DELTA_PACKAGE = "io.delta:delta-spark_4.0_2.13:4.4.0"
 
 
+def delta_jars() -> list[str]:
+    """What the README's ``hybridrec jars`` prints: the resolved Delta jars (once per machine)."""
+    from hybridrec.runtime.jars import resolved_jars
+    from hybridrec.runtime.session import delta_maven_coordinates
+
+    assert delta_maven_coordinates() == [DELTA_PACKAGE]
+    return resolved_jars(delta_maven_coordinates(), {})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,7 +126,7 @@ def submit_args(master: str, pyfiles: Path, data: Path) -> list[str]:
     """spark-submit's flags for hybridrec on a cluster whose nodes share ``data`` (the README's)."""
     return [
         str(SPARK_HOME / "bin" / "spark-submit"), "--master", master,
-        "--packages", DELTA_PACKAGE,
+        "--jars", ",".join(delta_jars()),
         "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
         "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "--conf", "spark.sql.catalogImplementation=hive",

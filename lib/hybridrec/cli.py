@@ -5,6 +5,8 @@
     hybridrec views | maintenance                        the analyst views; retention, OPTIMIZE, VACUUM
     hybridrec sql "SELECT ..." [--format table|csv|json] [--output FILE] [--limit N] [--conf FILE]
                                                          query the tables by name
+    hybridrec jars                                       Delta's jars, comma-separated, for spark-submit --jars
+                                                         (resolved once per machine, quietly; see runtime/jars.py)
 """
 from __future__ import annotations
 
@@ -89,9 +91,23 @@ def sql_main(argv: list[str]) -> int:
     return run_main(body)
 
 
+def jars_main(argv: list[str]) -> int:
+    """Print the local paths of Delta's jars (and their dependencies), comma-separated: what
+    ``spark-submit --jars`` takes. Resolved by Spark's Ivy on first use, its report in a log file."""
+    from hybridrec.runtime.jars import resolved_jars
+    from hybridrec.runtime.session import delta_maven_coordinates
+
+    def body() -> int:
+        job_parser("Print Delta's jars for spark-submit --jars.").parse_args(argv)
+        print(",".join(resolved_jars(delta_maven_coordinates(), {})))
+        return 0
+
+    return run_main(body)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands: dict[str, Callable[[list[str]], int]] = {**JOBS, "sql": sql_main}
+    commands: dict[str, Callable[[list[str]], int]] = {**JOBS, "sql": sql_main, "jars": jars_main}
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

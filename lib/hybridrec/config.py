@@ -352,6 +352,10 @@ class ColdStartConf:
     features: list[ColdFeature] = field(default_factory=lambda: list(COLD_FEATURES))  # type: ignore[arg-type]
     fit_fraction: float = 0.15  # share of the rated items hidden to fit the model (a carve-out of training)
     fit_customers: int = 20000  # the fit uses at most this many customers (a seeded sample)
+    fit_pairs: int = 2_000_000  # ... and at most this many (customer, hidden item) pairs (a uniform sample)
+    # the min_lift carve-out: its neighbours are recomputed from at most this many customers (a
+    # seeded sample), never from every rating again
+    tune_customers: int = 50000
     relevant: float = 4.0  # a hidden rating >= this is a positive
     l2: float = 1.0
     image_neighbors: int = 50  # poster neighbours per cold item (centred cosine, among rated items)
@@ -366,9 +370,9 @@ class ColdStartConf:
             raise UserError("config keys 'recommend.cold_start.min_lift' >= 0 or null, 'lift_grid' of "
                             "values >= 0, 'fit_holdout' in (0, 1)")
         if not 0 < self.fit_fraction < 1 or self.slots < 0 or self.max_ratings < 1 or self.fit_customers < 1 \
-                or self.l2 < 0:
+                or self.l2 < 0 or self.fit_pairs < 1 or self.tune_customers < 1:
             raise UserError("config keys 'recommend.cold_start.fit_fraction' in (0, 1), 'slots' >= 0, "
-                            "'max_ratings' >= 1, 'fit_customers' >= 1 and 'l2' >= 0")
+                            "'max_ratings' >= 1, 'fit_customers', 'fit_pairs', 'tune_customers' >= 1 and 'l2' >= 0")
 
 
 @dataclass(frozen=True)

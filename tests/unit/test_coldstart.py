@@ -118,6 +118,68 @@ def test_fit_sees_only_the_ratings_it_is_given_and_learns_the_signal() -> None:
     assert len(hidden) == round(0.2 * ratings["item_id"].nunique()) and np.isin(hidden, ratings["item_id"]).all()
 
 
+def _taste_data(seed: int, customers: int = 150) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    items = _items(200, rng)
+    pop = np.log1p(items["vote_count"].to_numpy())
+    rows = []
+    for c in range(1, customers + 1):
+        taste = rng.choice(["Action", "Comedy", "Drama", "Horror"])
+        w = np.exp(pop / 3) * np.array([3.0 if taste in g else 0.3 for g in items["genres"]])
+        for i in rng.choice(items["item_id"].to_numpy(), 25, replace=False, p=w / w.sum()):
+            rows.append((c, int(i), 5.0 if taste in items.loc[i - 1, "genres"] else float(rng.integers(1, 4))))
+    return (pd.DataFrame(rows, columns=["customer_id", "item_id", "rating"]), items, items["item_id"].to_numpy(),
+            rng.normal(size=(200, 8)).astype(np.float32))
+
+
+def test_the_fit_in_customer_chunks_is_the_fit_in_one_piece() -> None:
+    ratings, items, ids, vectors = _taste_data(3)
+    kw = dict(features=list(FEATURES), fraction=0.2, seed=0, threshold=3.0, relevant=4.0, neighbours=10, l2=1.0)
+    whole = fit_cold_model(ratings, items, ids, vectors, **kw)  # type: ignore[arg-type]
+    chunked = fit_cold_model(ratings, items, ids, vectors, max_cells=97, **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(chunked.weights, whole.weights, rtol=1e-9, atol=1e-12)
+    assert chunked.bias == pytest.approx(whole.bias, rel=1e-9) and chunked.base_rate == whole.base_rate
+
+
+def test_a_uniform_pair_sample_bounds_the_fit_and_keeps_it_calibrated() -> None:
+    """With a tenth of the (customer, hidden item) pairs the base rate and the weights stay close:
+    the sample is uniform, so the probabilities the lift rule compares stay calibrated."""
+    ratings, items, ids, vectors = _taste_data(4, customers=600)
+    kw = dict(features=["prior", "genre"], fraction=0.2, seed=0, threshold=3.0, relevant=4.0, neighbours=10, l2=1.0)
+    whole = fit_cold_model(ratings, items, ids, vectors, **kw)  # type: ignore[arg-type]
+    hidden = len(carve_out(ratings, 0.2, 0))
+    pairs = ratings["customer_id"].nunique() * hidden
+    sampled = fit_cold_model(ratings, items, ids, vectors, max_pairs=pairs // 10, max_cells=5000,
+                             **kw)  # type: ignore[arg-type]
+    assert sampled.base_rate == pytest.approx(whole.base_rate, rel=0.15)
+    np.testing.assert_allclose(sampled.weights, whole.weights, rtol=0.35)
+    assert not np.allclose(sampled.weights, whole.weights, rtol=1e-6)  # it did sample
+
+
+def test_top_k_by_argpartition_is_the_full_lexsort_ties_included() -> None:
+    from hybridrec.models.coldstart import _top_k_rows
+
+    rng = np.random.default_rng(5)
+    sims = rng.integers(0, 6, size=(300, 40)).astype(np.float32) / 5  # many ties at every cut
+    sims[rng.random(sims.shape) < 0.05] = -np.inf
+    ids = np.sort(rng.choice(1000, 40, replace=False)).astype(np.int64)
+    for k in (1, 3, 10, 39, 40):
+        full = np.lexsort((np.broadcast_to(ids, sims.shape), -sims), axis=-1)[:, :k]
+        assert (_top_k_rows(sims, ids, k)[:, :k] == full).all(), k
+    distinct = rng.permutation(40 * 300).reshape(300, 40).astype(np.float32)  # no ties: the fast path only
+    assert (_top_k_rows(distinct, ids, 7) == np.lexsort((np.broadcast_to(ids, distinct.shape), -distinct),
+                                                         axis=-1)[:, :7]).all()
+
+
+def test_image_neighbours_in_small_chunks_equal_one_chunk() -> None:
+    rng = np.random.default_rng(6)
+    ids = np.arange(1, 121, dtype=np.int64)
+    vectors = rng.normal(size=(120, 6)).astype(np.float32)
+    one = image_neighbours(ids[:40], ids[30:], ids, ids, vectors, k=7)
+    small = image_neighbours(ids[:40], ids[30:], ids, ids, vectors, k=7, max_cells=200)
+    assert (one != small).nnz == 0 and one.nnz > 0
+
+
 def _scorer(cold_ids: np.ndarray, probs: dict[int, float], slots: int, min_p: float) -> ColdScorer:
     """A scorer whose probability is a fixed per-item number (prior feature = logit(p))."""
     ids = np.sort(cold_ids)

@@ -76,10 +76,30 @@ def centred_unit(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.where(n > 0, c / np.maximum(n, 1e-12), 0.0).astype(np.float32)
 
 
+def _top_k_rows(sims: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the column indices of the k largest values, ties by the smaller ``ids`` (the order
+    of a full lexsort), found with argpartition: only rows whose k-th value is tied beyond the cut
+    are lexsorted whole."""
+    n = sims.shape[1]
+    if k >= n:
+        return np.lexsort((np.broadcast_to(ids, sims.shape), -sims), axis=-1)
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(sims, part, axis=1)
+    kth = vals.min(axis=1)
+    order = np.lexsort((ids[part], -vals), axis=-1)
+    out = np.take_along_axis(part, order, axis=1)
+    tied = (sims >= kth[:, None]).sum(axis=1) > k  # a tie across the cut: which ones win needs the ids
+    if tied.any():
+        out[tied] = np.lexsort((np.broadcast_to(ids, (int(tied.sum()), n)), -sims[tied]), axis=-1)[:, :k]
+    return out
+
+
 def image_neighbours(cold_ids: np.ndarray, rated_ids: np.ndarray, item_ids: np.ndarray, vec_ids: np.ndarray,
-                     vectors: np.ndarray, k: int, chunk: int = 2048) -> sparse.csr_matrix:
+                     vectors: np.ndarray, k: int, max_cells: int = 1 << 22) -> sparse.csr_matrix:
     """(cold, items) CSR: each cold item's top-k centred cosines (> 0) to the rated items with a
-    poster, itself excluded; ties by the smaller item id. Columns index ``item_ids``."""
+    poster, itself excluded; ties by the smaller item id. Columns index ``item_ids``. Cold items are
+    taken in chunks of at most ``max_cells`` (cold, rated) cosines: memory does not grow with the
+    catalogue."""
     pos = {int(i): r for r, i in enumerate(vec_ids)}
     rated = np.array([i for i in rated_ids if int(i) in pos], dtype=np.int64)
     shape = (len(cold_ids), len(item_ids))
@@ -90,6 +110,7 @@ def image_neighbours(cold_ids: np.ndarray, rated_ids: np.ndarray, item_ids: np.n
     r_col = np.searchsorted(item_ids, rated)
     rows, cols, vals = [], [], []
     kk = min(k, len(rated))
+    chunk = max(1, max_cells // len(rated))
     for lo in range(0, len(cold_ids), chunk):
         ids = cold_ids[lo:lo + chunk]
         has = np.array([int(i) in pos for i in ids])
@@ -98,7 +119,7 @@ def image_neighbours(cold_ids: np.ndarray, rated_ids: np.ndarray, item_ids: np.n
         sims = np.zeros((len(ids), len(rated)), np.float32)
         sims[has] = unit[[pos[int(i)] for i in ids[has]]] @ r_unit.T
         sims[ids[:, None] == rated[None, :]] = -np.inf  # never its own neighbour
-        order = np.lexsort((np.broadcast_to(rated, sims.shape), -sims), axis=-1)[:, :kk]
+        order = _top_k_rows(sims, rated, kk)
         top = np.take_along_axis(sims, order, axis=1)
         r, c = np.nonzero((top > 0) & has[:, None])
         rows.append(lo + r)
@@ -191,31 +212,56 @@ def carve_out(ratings: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
 
 def fit_cold_model(ratings: pd.DataFrame, items: pd.DataFrame, vec_ids: np.ndarray, vectors: np.ndarray, *,
                    features: Sequence[str], fraction: float, seed: int, threshold: float, relevant: float,
-                   neighbours: int, l2: float) -> ColdModel:
-    """Fit on a carve-out of ``ratings`` (customer_id, item_id, rating: the training part only)."""
+                   neighbours: int, l2: float, max_pairs: int = 2_000_000, max_cells: int = 1 << 22) -> ColdModel:
+    """Fit on a carve-out of ``ratings`` (customer_id, item_id, rating: the training part only).
+
+    The (customer, hidden item) pairs are featurised in customer chunks of at most ``max_cells``
+    pairs, and when there are more than ``max_pairs`` of them a seeded uniform sample of that many
+    is kept: driver memory is bounded by ``max_pairs`` and ``max_cells``, whatever the number of
+    customers and items. A uniform sample keeps the base rate (and so the calibration that the
+    lift rule relies on) unbiased."""
     hidden = carve_out(ratings, fraction, seed)
     is_hidden = ratings["item_id"].isin(hidden).to_numpy()
     rest, held = ratings[~is_hidden], ratings[is_hidden]
     cat = build_catalogue(items, hidden, rest["item_id"].unique().astype(np.int64), vec_ids, vectors, neighbours)
     positive = held[held["rating"] >= relevant]
-    customers = np.sort(positive["customer_id"].unique())
+    customers = np.sort(positive["customer_id"].unique().astype(np.int64))
+    m = len(cat.cold_ids)
+    total = len(customers) * m
+    keep_rate = min(1.0, max_pairs / total) if total else 1.0
+    rng = np.random.default_rng(seed + 1)
     mine = rest[rest["customer_id"].isin(customers)]
-    # customers whose every rating is hidden have no features but still count (as all-zero rows)
-    c = np.r_[mine["customer_id"].to_numpy(np.int64), customers]
-    i = np.r_[mine["item_id"].to_numpy(np.int64), np.full(len(customers), -1, np.int64)]
-    r = np.r_[mine["rating"].to_numpy(np.float64), np.zeros(len(customers))]
-    cust_ids, x, _ = cold_features(c, i, r, cat, threshold)
-    y = np.zeros(x.shape[:2])
-    pr = np.searchsorted(cust_ids, positive["customer_id"].to_numpy(np.int64))
-    pc = np.searchsorted(cat.cold_ids, positive["item_id"].to_numpy(np.int64))
-    ok = (pc < len(cat.cold_ids)) & (cat.cold_ids[np.minimum(pc, max(len(cat.cold_ids) - 1, 0))]
-                                     == positive["item_id"].to_numpy(np.int64))
-    y[pr[ok], pc[ok]] = 1.0
-    xs = select(x, features).reshape(-1, len(features))
-    if len(xs) == 0 or y.sum() == 0:
+    m_cust = mine["customer_id"].to_numpy(np.int64)
+    m_item, m_rating = mine["item_id"].to_numpy(np.int64), mine["rating"].to_numpy(np.float64)
+    p_cust, p_item = positive["customer_id"].to_numpy(np.int64), positive["item_id"].to_numpy(np.int64)
+    step = max(1, max_cells // max(m, 1))
+    xs_parts, y_parts = [], []
+    for lo in range(0, len(customers), step):
+        chunk = customers[lo:lo + step]
+        sel = np.isin(m_cust, chunk)
+        # customers whose every rating is hidden have no features but still count (as all-zero rows)
+        c = np.r_[m_cust[sel], chunk]
+        i = np.r_[m_item[sel], np.full(len(chunk), -1, np.int64)]
+        r = np.r_[m_rating[sel], np.zeros(len(chunk))]
+        cust_ids, x, _ = cold_features(c, i, r, cat, threshold)
+        y = np.zeros(x.shape[:2])
+        psel = np.isin(p_cust, chunk)
+        pr = np.searchsorted(cust_ids, p_cust[psel])
+        pc = np.searchsorted(cat.cold_ids, p_item[psel])
+        ok = (pc < m) & (cat.cold_ids[np.minimum(pc, max(m - 1, 0))] == p_item[psel])
+        y[pr[ok], pc[ok]] = 1.0
+        xs, yy = select(x, features).reshape(-1, len(features)), y.ravel()
+        if keep_rate < 1.0:
+            take = rng.random(len(yy)) < keep_rate
+            xs, yy = xs[take], yy[take]
+        xs_parts.append(xs)
+        y_parts.append(yy)
+    xs = np.concatenate(xs_parts) if xs_parts else np.zeros((0, len(features)))
+    yy = np.concatenate(y_parts) if y_parts else np.zeros(0)
+    if len(xs) == 0 or yy.sum() == 0:
         return ColdModel(tuple(features), np.zeros(len(features)), 0.0, np.zeros(len(features)),
                          np.ones(len(features)))
-    return fit_logistic(xs, y.ravel(), features, l2)
+    return fit_logistic(xs, yy, features, l2)
 
 
 @dataclass(frozen=True)

@@ -75,20 +75,23 @@ def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshol
                     .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
     model = fit_cold_model(fit_rows, inputs.meta, inputs.vec_ids, inputs.vectors, features=cs.features,
                            fraction=cs.fit_fraction, seed=cs.seed, threshold=threshold, relevant=cs.relevant,
-                           neighbours=cs.image_neighbors, l2=cs.l2)
+                           neighbours=cs.image_neighbors, l2=cs.l2, max_pairs=cs.fit_pairs)
     return ColdFit(model, dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(),
                                    counts["count"].astype(np.int64).tolist())))
 
 
 def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs
                  ) -> tuple[float, dict[float, float]]:
-    """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``data.ratings``:
-    each customer's latest ``fit_holdout`` share is held out, the hybrid (neighbours and cold model
+    """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``data.ratings``
+    (of at most ``tune_customers`` sampled customers): each one's latest ``fit_holdout`` share is held out, the hybrid (neighbours and cold model
     refitted on the rest) scores a sample of customers on the driver for every lift, and the lift
     with the best binary nDCG@top_n against the held-out ratings >= relevant wins (ties: the larger
     lift, i.e. fewer cold items). Returns the lift and the nDCG of every lift."""
     cs = rc.cold_start
-    carve = carve_out(data.ratings, cs.fit_customers, cs.seed, cs.fit_holdout, cs.relevant)
+    # a seeded sample of customers: the carve-out's neighbours are recomputed from these alone, so
+    # tuning never repeats the similarity stage's full computation (all of them when there are fewer)
+    pool = customer_sample(data.ratings, cs.tune_customers, cs.seed)
+    carve = carve_out(pool, cs.fit_customers, cs.seed, cs.fit_holdout, cs.relevant)
     nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
     cold = fit_cold(carve.train, inputs, cs, rc.threshold).scorer(inputs, cs, lift=1.0)
     rows = carve.rows
