@@ -56,3 +56,15 @@ def spark_processes(workers_only: bool) -> Callable[[Any], list]:
                 if any(m in " ".join(p.info["cmdline"] or []) for m in marks)]
 
     return select
+
+
+def this_process_tree(psutil: Any) -> list:
+    """This process and its children (a process pool's workers)."""
+    me = psutil.Process()
+    return [me, *me.children(recursive=True)]
+
+
+def local_jvm(psutil: Any) -> list:
+    """The local Spark JVM (driver and executors in one process)."""
+    return [p for p in psutil.process_iter(["cmdline"])
+            if "org.apache.spark.deploy.SparkSubmit" in " ".join(p.info["cmdline"] or [])]

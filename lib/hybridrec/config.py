@@ -355,7 +355,7 @@ class ColdStartConf:
     fit_pairs: int = 2_000_000  # ... and at most this many (customer, hidden item) pairs (a uniform sample)
     # the min_lift carve-out: its neighbours are recomputed from at most this many customers (a
     # seeded sample), never from every rating again
-    tune_customers: int = 50000
+    tune_customers: int = 20000
     relevant: float = 4.0  # a hidden rating >= this is a positive
     l2: float = 1.0
     image_neighbors: int = 50  # poster neighbours per cold item (centred cosine, among rated items)
