@@ -57,3 +57,29 @@ def test_run_stage_describes_the_jobs_and_logs_one_json_line(caplog: pytest.LogC
 
 def test_every_stage_declares_what_it_writes() -> None:
     assert all(s.writes for s in STAGES)
+
+
+def test_library_loggers_are_quiet_unless_debug() -> None:
+    """petastorm's converter warns about small Parquet files at every train run: off by default,
+    back at DEBUG with the rest of the libraries' logs."""
+    import logging
+
+    from hybridrec.jobs.common import NOISY_LOGGERS, PETASTORM_CONVERTER, job_parser, parse_config, run_main
+
+    names = ("", "py4j", PETASTORM_CONVERTER, *NOISY_LOGGERS)
+    before = {n: logging.getLogger(n).level for n in names}
+    seen: dict[str, int] = {}
+
+    def body() -> int:
+        seen["default"] = logging.getLogger(PETASTORM_CONVERTER).getEffectiveLevel()
+        seen["petastorm"] = logging.getLogger("petastorm").getEffectiveLevel()
+        parse_config(job_parser("t"), ["--set", "spark.log_level=DEBUG"])
+        seen["debug"] = logging.getLogger(PETASTORM_CONVERTER).getEffectiveLevel()
+        return 0
+
+    try:
+        assert run_main(body) == 0
+    finally:
+        for n, level in before.items():
+            logging.getLogger(n).setLevel(level)
+    assert seen == {"default": logging.ERROR, "petastorm": logging.WARNING, "debug": logging.DEBUG}

@@ -29,7 +29,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
         log.info("ignoring arguments added by the platform: %d", len(unknown))
     cfg = load_config(args.conf, args.overrides)
     if is_debug(cfg):  # the jobs' own debug logs too, py4j's and the libraries' included
-        for name in ("", "py4j", *NOISY_LOGGERS):
+        for name in ("", "py4j", *NOISY_LOGGERS, PETASTORM_CONVERTER):
             logging.getLogger(name).setLevel(logging.DEBUG)
     return args, cfg
 
@@ -37,6 +37,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
 # Python loggers of libraries that talk at INFO about nothing a user acts on (petastorm's reader
 # set-up, TensorFlow's and absl's notices): WARNING and above only, unless the log level is DEBUG.
 NOISY_LOGGERS = ("petastorm", "tensorflow", "absl", "h5py", "urllib3", "matplotlib")
+PETASTORM_CONVERTER = "petastorm.spark.spark_dataset_converter"
 
 
 def _bare_events() -> None:
@@ -63,6 +64,9 @@ def run_main(body: Callable[[], int]) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # its "median size ... of the parquet files is too small" warning at every train run: the cache
+    # holds a few MB of poster vectors, and nothing the user sets changes it
+    logging.getLogger(PETASTORM_CONVERTER).setLevel(logging.ERROR)
     try:
         code = body()
     except UserError as exc:
