@@ -83,8 +83,9 @@ def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshol
 def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs
                  ) -> tuple[float, dict[float, float]]:
     """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``data.ratings``
-    (of at most ``tune_customers`` sampled customers): each one's latest ``fit_holdout`` share is held out, the hybrid (neighbours and cold model
-    refitted on the rest) scores a sample of customers on the driver for every lift, and the lift
+    (of at most ``tune_customers`` sampled customers): each one's latest ``fit_holdout`` share is
+    held out, the hybrid (neighbours and cold model refitted on the rest) scores a sample of
+    customers on the driver for every lift, and the lift
     with the best binary nDCG@top_n against the held-out ratings >= relevant wins (ties: the larger
     lift, i.e. fewer cold items). Returns the lift and the nDCG of every lift."""
     cs = rc.cold_start

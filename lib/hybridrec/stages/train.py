@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,8 +179,6 @@ def _mlflow_log(tc: TrainConf, report: TrainReport, run_dir: Path, final_path: P
     except ImportError:
         raise UserError("train.mlflow_tracking_uri is set but mlflow is not installed: "
                         "pip install 'hybridrec[mlflow]'") from None
-    import logging
-
     if not debug:  # the stage prints its own line with the run and the version
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)

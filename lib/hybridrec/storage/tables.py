@@ -25,6 +25,7 @@ from hybridrec.schemas import (RANK, RANK_CHECK, TABLE_CHECKS, TABLE_CLUSTERING,
                                TABLE_SCHEMAS)
 
 log = logging.getLogger(__name__)
+_MIGRATED: set[tuple[str, str, str]] = set()  # (Spark application, table, schema) ensure_table checked
 T = TypeVar("T")
 CONFLICT_ATTEMPTS = 5
 CONFLICT_BACKOFF_S = 0.5
@@ -70,8 +71,10 @@ def ensure_table(spark: SparkSession, storage: StorageConf, name: str, schema: S
     full = storage.table(name)
     schema = schema or TABLE_SCHEMAS.get(name)
     if spark.catalog.tableExists(full.replace("`", "")):
-        if schema is not None:
+        checked = (spark.sparkContext.applicationId, full, schema.simpleString() if schema is not None else "")
+        if schema is not None and checked not in _MIGRATED:  # once per table, schema and session
             add_missing_columns(spark, full, schema)
+            _MIGRATED.add(checked)
         return full
     if schema is None:
         raise KeyError(f"no schema declared for table {name}")
