@@ -328,7 +328,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"job vs floor: {job_s / floor_s:.2f}x (goal <= 1.5x); naive / job: {naive_s / job_s:.1f}x (goal >= 10x, "
         f"from the fitted line); ALS / job: {als_s / job_s:.1f}x",
         "The floor does not re-tune min_lift (the job's carve-out of at most "
-        f"{cfg.recommend.cold_start.tune_customers:,} customers: split, rating neighbours, scoring per lift); the "
+        f"{cfg.recommend.cold_start.lift_customers:,} customers: split, rating neighbours, scoring per lift); the "
         "job's time includes it, so the ratio is an upper bound of the job's overhead.",
         *report.lines(),
         f"identical top-{TOP_N} lists (items and scores to 1e-9) job vs floor on {len(floor_sample)} sampled "

@@ -345,8 +345,10 @@ class ColdStartConf:
     max_ratings: int = 5  # items with fewer ratings are scored by the cold-start model
     slots: int = 2  # of each top-n list, at most this many go to cold items (the last positions)
     # a cold item takes a slot when its probability is >= min_lift x the base rate (a random cold
-    # item's); null = chosen from lift_grid by nDCG on a temporal carve-out of the training ratings
+    # item's); null = chosen from lift_grid on a temporal carve-out of the training ratings: the lift
+    # with the best new-item recall among those within max_ndcg_loss of the best nDCG
     min_lift: float | None = None
+    max_ndcg_loss: float = 0.02  # the share of the carve-out's best nDCG that new items may cost
     lift_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0, float("inf")])
     fit_holdout: float = 0.2  # the carve-out for min_lift: each customer's latest share of training ratings
     features: list[ColdFeature] = field(default_factory=lambda: list(COLD_FEATURES))  # type: ignore[arg-type]
@@ -354,8 +356,8 @@ class ColdStartConf:
     fit_customers: int = 20000  # the fit uses at most this many customers (a seeded sample)
     fit_pairs: int = 2_000_000  # ... and at most this many (customer, hidden item) pairs (a uniform sample)
     # the min_lift carve-out: its neighbours are recomputed from at most this many customers (a
-    # seeded sample), never from every rating again
-    tune_customers: int = 20000
+    # seeded sample), never from every rating again, and it scores them once for every lift
+    lift_customers: int = 20000
     relevant: float = 4.0  # a hidden rating >= this is a positive
     l2: float = 1.0
     image_neighbors: int = 50  # poster neighbours per cold item (centred cosine, among rated items)
@@ -366,13 +368,14 @@ class ColdStartConf:
             raise _fail("recommend.cold_start.features", f"needs at least one feature; features are "
                                                          f"{', '.join(COLD_FEATURES)}")
         if (self.min_lift is not None and self.min_lift < 0) or not self.lift_grid \
-                or any(x < 0 for x in self.lift_grid) or not 0 < self.fit_holdout < 1:
+                or any(x < 0 for x in self.lift_grid) or not 0 < self.fit_holdout < 1 \
+                or not 0 <= self.max_ndcg_loss < 1:
             raise UserError("config keys 'recommend.cold_start.min_lift' >= 0 or null, 'lift_grid' of "
-                            "values >= 0, 'fit_holdout' in (0, 1)")
+                            "values >= 0, 'fit_holdout' in (0, 1), 'max_ndcg_loss' in [0, 1)")
         if not 0 < self.fit_fraction < 1 or self.slots < 0 or self.max_ratings < 1 or self.fit_customers < 1 \
-                or self.l2 < 0 or self.fit_pairs < 1 or self.tune_customers < 1:
+                or self.l2 < 0 or self.fit_pairs < 1 or self.lift_customers < 1:
             raise UserError("config keys 'recommend.cold_start.fit_fraction' in (0, 1), 'slots' >= 0, "
-                            "'max_ratings' >= 1, 'fit_customers', 'fit_pairs', 'tune_customers' >= 1 and 'l2' >= 0")
+                            "'max_ratings' >= 1, 'fit_customers', 'fit_pairs', 'lift_customers' >= 1 and 'l2' >= 0")
 
 
 @dataclass(frozen=True)

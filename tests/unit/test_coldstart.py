@@ -8,7 +8,7 @@ import pytest
 from hybridrec.models.coldstart import (
     FEATURES, ColdModel, ColdScorer, build_catalogue, carve_out, centred_unit, cold_features, fit_cold_model,
     fit_logistic, image_neighbours)
-from hybridrec.models.scoring import SOURCE_COLD_START, SOURCE_NEIGHBORS, NeighborMatrix, score_batch
+from hybridrec.models.scoring import SOURCE_COLD_START, SOURCE_NEIGHBORS, NeighborMatrix, score_batch, score_batch_lifts
 from hybridrec.testing.references import reference_features
 
 
@@ -215,3 +215,25 @@ def test_cold_items_take_the_last_slots_when_confident_and_fill_short_lists() ->
     none = score_batch(customers, items, ratings, nm, 5, 3.0, None,
                        _scorer(np.array([15, 16, 17, 18]), {15: 0.3, 16: 0.5, 17: 0.05, 18: 0.2}, 2, 0.9))
     assert none[none.customer_id == 100].item_id.tolist() == [2, 3, 4, 5, 6]
+
+
+def test_every_lift_from_one_scoring_equals_its_own_scoring() -> None:
+    """The min_lift tuning scores once and places the cold picks for each lift: each list equals
+    the one scored with that lift alone, and the lifts change only the cold picks."""
+    pairs = [(1, j, 1.0 - 0.1 * (j - 1)) for j in range(2, 7)] + [(1, 15, 0.99)]
+    nm = NeighborMatrix.from_pairs(*(np.array(x) for x in zip(*pairs)))
+    probs = {15: 0.3, 16: 0.5, 17: 0.05, 18: 0.2}
+    cold = _scorer(np.array([15, 16, 17, 18]), probs, slots=2, min_p=0.15)
+    customers, items, ratings = np.array([100, 100, 200, 300]), np.array([1, 16, 1, 6]), np.array([5.0, 2.0, 5.0, 5.0])
+    base = cold.model.base_rate
+    lifts = [0.15 / base, 0.9 / base, 0.25 / base, float("inf")]
+    many = score_batch_lifts(customers, items, ratings, nm, 5, 3.0, None, cold, lifts)
+    for lift, got in zip(lifts, many):
+        one = score_batch(customers, items, ratings, nm, 5, 3.0, None, _scorer(
+            np.array([15, 16, 17, 18]), probs, slots=2, min_p=lift * base))
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), one.reset_index(drop=True))
+    lists = [f[f.customer_id == 100].item_id.tolist() for f in many]
+    # min_p 0.15: 15 and 18 take the last slots; 0.9: none does; 0.25: only 15; inf: none
+    assert lists == [[2, 3, 4, 15, 18], [2, 3, 4, 5, 6], [2, 3, 4, 5, 15], [2, 3, 4, 5, 6]]
+    # customer 300's list the neighbours cannot fill is filled with cold items whatever the lift
+    assert all(f[f.customer_id == 300].item_id.tolist() == [16, 15, 18, 17] for f in many)

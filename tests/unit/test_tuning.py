@@ -18,3 +18,36 @@ def test_coordinate_search_finds_the_separable_optimum_and_scores_each_candidate
 
 def test_ties_go_to_the_first_candidate() -> None:
     assert best_of({"x": 1.0, "y": 1.0, "z": 0.5}) == "x"
+
+
+def test_the_lift_with_the_best_new_item_recall_within_the_ndcg_loss_wins() -> None:
+    from hybridrec.models.hybrid import choose_lift
+    inf = float("inf")
+    ndcg = {1.0: 0.150, 2.0: 0.1965, 4.0: 0.199, inf: 0.200}
+    recall = {1.0: 0.40, 2.0: 0.20, 4.0: 0.10, inf: 0.0}
+    assert choose_lift(ndcg, recall, 0.02) == 2.0  # 0.1965 >= 0.98 x 0.200; 1.0 loses 25%
+    assert choose_lift(ndcg, recall, 0.005) == 4.0
+    assert choose_lift(ndcg, recall, 0.0) == inf  # no loss allowed: the best nDCG alone
+    assert choose_lift(ndcg, recall, 0.5) == 1.0
+    # no lift finds a held-out new item: the fewest cold items (the largest lift) among those allowed
+    assert choose_lift(ndcg, {k: 0.0 for k in ndcg}, 0.02) == inf
+
+
+def test_carve_out_recall_counts_only_the_customers_with_a_held_out_item_among_the_given() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from hybridrec.models.tuning import CarveOut
+    carve = CarveOut(train=None, rows=pd.DataFrame(),  # type: ignore[arg-type]
+                     gains={1: {10: 1.0, 20: 1.0, 30: 1.0}, 2: {10: 1.0}, 3: {40: 1.0}})
+    lists = pd.DataFrame({"customer_id": [1, 1, 1, 2, 3, 3], "rank": [2, 1, 3, 1, 2, 1],
+                          "item_id": [20, 99, 30, 10, 41, 40]})
+    # cold items 20, 30, 40: customer 1 holds out 20 and 30 (both listed, 30 at rank 3), customer 3 holds out
+    # 40 (listed), customer 2 none of them; at k = 2 customer 1 finds only 20 (rank 2)
+    assert carve.recall(lists, np.array([20, 30, 40]), 3) == (1.0, 2)
+    assert carve.recall(lists, np.array([20, 30, 40]), 2) == (0.75, 2)
+    assert carve.recall(lists, np.array([77]), 3) == (0.0, 0)
+    # nDCG over every sampled customer: 1 -> hits at ranks 2, 3 of 3 relevant; 2 -> rank 1; 3 -> rank 1
+    d = 1 / np.log2(np.arange(2, 5))
+    want = np.mean([(d[1] + d[2]) / d.sum(), 1.0, 1.0])
+    assert abs(carve.ndcg(lists, 3) - want) < 1e-12

@@ -9,11 +9,12 @@ and the fitted cold-start model (:mod:`hybridrec.models.coldstart`) for items wi
   ``fit_fraction`` of the rated items hidden), scoring every (customer, cold item) pair.
 * **Their place in the list**: a cold item takes one of the last ``slots`` positions when its
   probability is at least ``min_lift`` x the base rate; ``min_lift: null`` chooses it from
-  ``lift_grid`` by nDCG on a temporal carve-out of the fitted ratings (:func:`fit_min_lift`).
+  ``lift_grid`` on a temporal carve-out of the fitted ratings (:func:`fit_min_lift`): the best
+  new-item recall among the lifts that cost at most ``max_ndcg_loss`` of the best nDCG.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -26,7 +27,7 @@ from hybridrec.datasets.splits import customer_sample
 from hybridrec.models.base import FitData, Fitted, Recommender
 from hybridrec.models.coldstart import ColdModel, ColdScorer, build_catalogue, fit_cold_model
 from hybridrec.models.neighborhood import FittedNeighbors
-from hybridrec.models.scoring import neighbor_matrix, score_batch
+from hybridrec.models.scoring import neighbor_matrix, score_batch_lifts
 from hybridrec.models.tuning import carve_out
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.runtime.collect import collect_vectors
@@ -80,37 +81,61 @@ def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshol
                                    counts["count"].astype(np.int64).tolist())))
 
 
-def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs
-                 ) -> tuple[float, dict[float, float]]:
+@dataclass(frozen=True)
+class LiftChoice:
+    """``min_lift`` chosen on a temporal carve-out, and what each candidate scored there."""
+
+    lift: float
+    ndcg: dict[float, float]  # binary nDCG@top_n of the held-out ratings >= relevant
+    new_recall: dict[float, float]  # recall@top_n of those on cold items (few ratings in the carve-out)
+    new_customers: int  # sampled customers with a held-out relevant cold item
+    max_loss: float
+
+    def lines(self) -> list[str]:
+        terms = "; ".join(f"{lift:g}: nDCG {self.ndcg[lift]:.4f}, new-item recall {self.new_recall[lift]:.4f}"
+                          for lift in sorted(self.ndcg))
+        return [f"min_lift carve-out (best new-item recall within {self.max_loss:.0%} of the best nDCG, "
+                f"{self.new_customers} customers with a new item held out): {terms}"]
+
+
+def choose_lift(ndcg: dict[float, float], new_recall: dict[float, float], max_loss: float) -> float:
+    """The lift with the best new-item recall among those whose nDCG is at least (1 - max_loss) x
+    the best nDCG (ties: the larger lift, i.e. fewer cold items)."""
+    floor = (1.0 - max_loss) * max(ndcg.values())
+    allowed = [lift for lift in ndcg if round(ndcg[lift], 12) >= round(floor, 12)]
+    return max(allowed, key=lambda x: (round(new_recall.get(x, 0.0), 12), x))
+
+
+def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs) -> LiftChoice:
     """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``data.ratings``
-    (of at most ``tune_customers`` sampled customers): each one's latest ``fit_holdout`` share is
-    held out, the hybrid (neighbours and cold model refitted on the rest) scores a sample of
-    customers on the driver for every lift, and the lift
-    with the best binary nDCG@top_n against the held-out ratings >= relevant wins (ties: the larger
-    lift, i.e. fewer cold items). Returns the lift and the nDCG of every lift."""
+    (of at most ``lift_customers`` sampled customers): each one's latest ``fit_holdout`` share is
+    held out, the hybrid (neighbours and cold model refitted on the rest) scores the sampled
+    customers on the driver once - the neighbour scores and the cold items' probabilities do not
+    depend on the lift, only where the cold picks go does - and :func:`choose_lift` weighs each
+    lift's new-item recall against its nDCG@top_n (held-out ratings >= relevant)."""
     cs = rc.cold_start
     # a seeded sample of customers: the carve-out's neighbours are recomputed from these alone, so
     # tuning never repeats the similarity stage's full computation (all of them when there are fewer)
-    pool = customer_sample(data.ratings, cs.tune_customers, cs.seed)
-    carve = carve_out(pool, cs.fit_customers, cs.seed, cs.fit_holdout, cs.relevant)
+    pool = customer_sample(data.ratings, cs.lift_customers, cs.seed)
+    carve = carve_out(pool, cs.lift_customers, cs.seed, cs.fit_holdout, cs.relevant)
     nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
     cold = fit_cold(carve.train, inputs, cs, rc.threshold).scorer(inputs, cs, lift=1.0)
     rows = carve.rows
-    scores: dict[float, float] = {}
-    for lift in cs.lift_grid:
-        frame = score_batch(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
-                            rows[S.RATING].to_numpy(np.float64), nm, rc.top_n, rc.threshold, None,
-                            replace(cold, lift=lift))
-        scores[lift] = carve.ndcg(frame, rc.top_n)
-    best = max(scores, key=lambda x: (round(scores[x], 12), x))
-    return best, scores
+    lifts = list(dict.fromkeys(cs.lift_grid))
+    frames = score_batch_lifts(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
+                               rows[S.RATING].to_numpy(np.float64), nm, rc.top_n, rc.threshold, None, cold, lifts)
+    ndcg = {lift: carve.ndcg(f, rc.top_n) for lift, f in zip(lifts, frames)}
+    recall = {lift: carve.recall(f, cold.catalogue.cold_ids, rc.top_n) for lift, f in zip(lifts, frames)}
+    new_recall = {lift: r for lift, (r, _) in recall.items()}
+    return LiftChoice(choose_lift(ndcg, new_recall, cs.max_ndcg_loss), ndcg, new_recall,
+                      next(iter(recall.values()))[1], cs.max_ndcg_loss)
 
 
 class FittedHybrid(FittedNeighbors):
     def __init__(self, data: FitData, neighbors: DataFrame, rc: RecommendConf, inputs: ColdInputs, cold: ColdFit,
-                 lift: float, lift_fitted: bool) -> None:
+                 lift: float, choice: LiftChoice | None) -> None:
         super().__init__(data, neighbors, rc)
-        self.inputs, self.cold, self.lift, self.lift_fitted = inputs, cold, lift, lift_fitted
+        self.inputs, self.cold, self.lift, self.choice = inputs, cold, lift, choice
         self._all: ColdScorer | None = None
 
     def cold_scorer(self, candidates: np.ndarray | None) -> ColdScorer:
@@ -125,7 +150,8 @@ class FittedHybrid(FittedNeighbors):
         return [f"{len(cold.catalogue.cold_ids)} cold items (few or no ratings) scored by the cold-start model"] \
             + cold.model.lines() + [
             f"a cold item takes one of the last {cold.slots} slots at >= {cold.lift:g} x the base rate "
-            f"({'fitted on a temporal carve-out' if self.lift_fitted else 'recommend.cold_start.min_lift'})"]
+            f"({'fitted on a temporal carve-out' if self.choice else 'recommend.cold_start.min_lift'})"] \
+            + (self.choice.lines() if self.choice else [])
 
 
 class Hybrid(Recommender):
@@ -139,8 +165,8 @@ class Hybrid(Recommender):
         cs = rc.cold_start
         recipe = self.recipe()
         inputs = ColdInputs.collect(data.items, data.embeddings())
-        lift = cs.min_lift
-        if lift is None:
-            lift, _ = fit_min_lift(data, recipe, rc, inputs)
+        choice = fit_min_lift(data, recipe, rc, inputs) if cs.min_lift is None else None
+        lift = choice.lift if choice else cs.min_lift
+        assert lift is not None
         cold = fit_cold(data.ratings, inputs, cs, rc.threshold)
-        return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, cs.min_lift is None)
+        return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, choice)

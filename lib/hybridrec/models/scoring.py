@@ -11,7 +11,7 @@ they rated, else overall.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -72,6 +72,16 @@ def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, n
     scores rank the other items, and a customer's last ``cold.slots`` positions go to the cold
     items with the highest fitted probability of relevance, when at least ``cold.min_probability``;
     a list the neighbours cannot fill is filled with cold items by probability."""
+    lifts = [cold.lift] if cold is not None else []
+    return score_batch_lifts(customers, items, ratings, nm, n, threshold, fallback, cold, lifts)[0]
+
+
+def score_batch_lifts(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: NeighborMatrix,
+                      n: int, threshold: float, fallback: Fallback | None, cold: ColdScorer | None,
+                      lifts: list[float]) -> list[pd.DataFrame]:
+    """:func:`score_batch` for each of ``lifts`` (``cold.lift`` replaced), with the neighbour
+    scores and the cold items' probabilities computed once: only where the cold picks go depends on
+    the lift. Without ``cold`` the one list of neighbour scores."""
     cust_ids, crow = np.unique(customers, return_inverse=True)
     n_items = len(nm.item_ids)
     col = np.minimum(np.searchsorted(nm.item_ids, items), max(n_items - 1, 0))
@@ -90,31 +100,47 @@ def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, n
     because = _because(out_c, out_j, r_liked, nm)
     frame = pd.DataFrame({S.CUSTOMER_ID: cust_ids[out_c], S.ITEM_ID: nm.item_ids[out_j], S.SCORE: out_s,
                           S.BECAUSE_ITEM_ID: nm.item_ids[because], S.SOURCE: SOURCE_NEIGHBORS})
+    frames = [frame]
     if cold is not None:
-        frame = _with_cold(frame, out_c, customers, items, ratings, cust_ids, cold, n, threshold)
-    if fallback is not None:
-        served = set(frame[S.CUSTOMER_ID].tolist())
-        missing = [i for i in range(len(cust_ids)) if int(cust_ids[i]) not in served]
-        if missing:
-            frame = pd.concat([frame, _fallback_rows(missing, cust_ids, crow, items, fallback, n)], ignore_index=True)
-    frame[S.RANK] = frame.groupby(S.CUSTOMER_ID).cumcount() + 1
-    return frame
+        top = _cold_candidates(customers, items, ratings, cold, n, threshold)
+        frames = [_with_cold(frame, out_c, cust_ids, top, cold.slots, replace(cold, lift=lift).min_probability, n)
+                  for lift in lifts]
+    out = []
+    for f in frames:
+        if fallback is not None:
+            served = set(f[S.CUSTOMER_ID].tolist())
+            missing = [i for i in range(len(cust_ids)) if int(cust_ids[i]) not in served]
+            if missing:
+                f = pd.concat([f, _fallback_rows(missing, cust_ids, crow, items, fallback, n)], ignore_index=True)
+        f = f.copy()
+        f[S.RANK] = f.groupby(S.CUSTOMER_ID).cumcount() + 1
+        out.append(f)
+    return out
 
 
-def _with_cold(frame: pd.DataFrame, out_c: np.ndarray, customers: np.ndarray, items: np.ndarray,
-               ratings: np.ndarray, cust_ids: np.ndarray, cold: ColdScorer, n: int,
-               threshold: float) -> pd.DataFrame:
-    """Cut each warm list to make room for its cold picks and append them (see score_batch)."""
-    m = len(cold.catalogue.cold_ids)
-    warm_count = np.bincount(out_c, minlength=len(cust_ids)) if len(out_c) else np.zeros(len(cust_ids), np.int64)
-    if m == 0 or n == 0:
-        return frame
+def _cold_candidates(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cold: ColdScorer, n: int,
+                     threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each customer's n most probable unrated cold items and their probabilities (None: no cold
+    items or n = 0)."""
+    if len(cold.catalogue.cold_ids) == 0 or n == 0:
+        return None
     _, top_ids, top = cold.top(customers, items, ratings, threshold, n)
+    return top_ids, top
+
+
+def _with_cold(frame: pd.DataFrame, out_c: np.ndarray, cust_ids: np.ndarray,
+               candidates: tuple[np.ndarray, np.ndarray] | None, slots: int, min_probability: float,
+               n: int) -> pd.DataFrame:
+    """Cut each warm list to make room for its cold picks and append them (see score_batch)."""
+    warm_count = np.bincount(out_c, minlength=len(cust_ids)) if len(out_c) else np.zeros(len(cust_ids), np.int64)
+    if candidates is None:
+        return frame
+    top_ids, top = candidates
     depth = top.shape[1]
     usable = np.isfinite(top)
-    confident = usable & (top >= cold.min_probability)
+    confident = usable & (top >= min_probability)
     # cold picks: the confident ones up to the slots, then whatever fills a list the warm side left short
-    slot_take = np.minimum(confident.sum(1), cold.slots)
+    slot_take = np.minimum(confident.sum(1), slots)
     take = np.minimum(np.maximum(slot_take, n - warm_count), usable.sum(1))
     keep_warm = np.minimum(warm_count, n - take)
     pos = np.arange(depth)[None, :]

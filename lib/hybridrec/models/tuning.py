@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from hybridrec import schemas as S
 from hybridrec.config import EvaluateConf
 from hybridrec.datasets.splits import PART, TEST, TRAIN, customer_sample, split_ratings
-from hybridrec.metrics.ranking import ndcg_at
+from hybridrec.metrics.ranking import ndcg_at, recall_at
 
 HOLDOUT = 0.2
 RELEVANT = 4.0
@@ -33,8 +33,25 @@ class CarveOut:
         """Mean binary nDCG@k of ``lists`` (customer_id, rank, item_id) over the sampled customers."""
         if not self.gains:
             return 0.0
-        ranked = {int(c): g.sort_values(S.RANK)[S.ITEM_ID].tolist() for c, g in lists.groupby(S.CUSTOMER_ID)}
+        ranked = _ranked(lists)
         return float(np.mean([ndcg_at(ranked.get(c, []), g, k) for c, g in self.gains.items()]))
+
+    def recall(self, lists: pd.DataFrame, among: np.ndarray, k: int = CUT_OFF) -> tuple[float, int]:
+        """Mean recall@k of the held-out relevant items in ``among`` (e.g. the cold items), over the
+        sampled customers with at least one of them, and how many customers that is."""
+        wanted = set(np.asarray(among, np.int64).tolist())
+        relevant = {c: {i for i in g if i in wanted} for c, g in self.gains.items()}
+        relevant = {c: r for c, r in relevant.items() if r}
+        if not relevant:
+            return 0.0, 0
+        ranked = _ranked(lists)
+        return float(np.mean([recall_at(ranked.get(c, []), r, k) for c, r in relevant.items()])), len(relevant)
+
+
+def _ranked(lists: pd.DataFrame) -> dict[int, list[int]]:
+    """customer -> item ids by rank."""
+    ordered = lists.sort_values([S.CUSTOMER_ID, S.RANK], kind="stable")
+    return {int(c): items for c, items in ordered.groupby(S.CUSTOMER_ID, sort=False)[S.ITEM_ID].agg(list).items()}
 
 
 def carve_out(ratings: DataFrame, customers: int, seed: int, holdout: float = HOLDOUT,
