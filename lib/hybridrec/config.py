@@ -264,7 +264,9 @@ class SimilarityConf:
     max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
     top_k: int = 50
     block_size: int = 500  # no task holds more than block_size^2 scores
-    broadcast_max_mb: int = 1024  # vectors up to this size are broadcast to item-chunk tasks; larger: sub-block joins
+    # vectors (and, for rating cosine, the ratings at 12 bytes each) up to this size are broadcast to
+    # item-chunk tasks; larger: sub-block joins (vectors) or summed per-customer partials (ratings)
+    broadcast_max_mb: int = 1024
     # Blend with rating-based item-item cosine: s = w * n / (n + shrinkage) * rating_cos + (1 - w) * image_sim,
     # w = rating_weight, n = the pair's co-raters; a missing side counts 0. 1 = the hybrid's neighbours:
     # rating cosine only (no poster search; new items go to the cold-start model); 0 = the paper.

@@ -44,10 +44,15 @@ def as_df(spark: SparkSession, rows: list) -> DataFrame:
     return spark.createDataFrame(rows, RATING_COLS)
 
 
-@pytest.mark.parametrize("max_history,min_support", [(0, 1), (4, 2)])
-def test_rating_neighbors_equal_the_reference(spark: SparkSession, max_history: int, min_support: int) -> None:
+@pytest.mark.parametrize("max_history,min_support,broadcast_mb", [(0, 1, 0), (4, 2, 0), (0, 1, 64), (4, 2, 64),
+                                                                   (20, 1, 64)])
+def test_rating_neighbors_equal_the_reference(spark: SparkSession, max_history: int, min_support: int,
+                                              broadcast_mb: int) -> None:
+    """Both paths (broadcast_mb 0: summed per-customer partials; else the broadcast Gram rows), with
+    histories capped (4: some customers are cut; 20: none is, so nothing is sorted) or not."""
     rows = random_ratings(3)
-    params = RatingSimParams(top_k=5, min_support=min_support, max_history=max_history, chunk_rows=20)
+    params = RatingSimParams(top_k=5, min_support=min_support, max_history=max_history, chunk_rows=20,
+                             broadcast_max_mb=broadcast_mb, max_cells=64)
     got = rating_neighbors(as_df(spark, rows), params, partitions=3).toPandas()
     want = reference_rating_neighbors([(c, i, r, t.timestamp()) for c, i, r, t in rows], params)
     assert set(got[S.ITEM_ID]) == set(want)

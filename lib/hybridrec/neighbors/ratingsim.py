@@ -8,24 +8,39 @@ slice of customers (partitioned by customer) and computes its partial item x ite
 and co-rater counts with two sparse products, in chunks of bounded rows; Spark sums the partials.
 A customer's history can be capped to its latest ``max_history`` ratings, which bounds the
 quadratic pair count a heavy rater contributes (0 = no cap).
+
+Two paths compute the same neighbours:
+
+* **broadcast** (when the ratings fit ``broadcast_max_mb`` at 12 bytes a rating): the ratings are
+  collected once as an item x customer CSR matrix and broadcast; each task owns a range of items
+  (split by the work their rows cost) and computes their rows of the Gram matrix X^T X with sparse
+  products in chunks of bounded cells, divides by the norms and keeps each row's top-K - final rows,
+  nothing shuffled. This is what scipy on one machine does, spread over the cluster's cores.
+* **shuffle** (larger ratings): per customer slice, partial dot products and co-rater counts of
+  every co-rated pair; Spark sums the partials and ranks each item's pairs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from scipy import sparse
 
 from hybridrec import schemas as S
-from hybridrec.neighbors.blocked import rank_neighbors
+from hybridrec.neighbors.blocked import CHUNK_TASKS_PER_CORE, rank_neighbors
+from hybridrec.neighbors.kernels import topk_candidates
 from hybridrec.runtime.batches import map_customer_chunks
+from hybridrec.runtime.faults import maybe_fail
 
 SUPPORT = "support"
 DOT = "_dot"
 PAIR_SCHEMA = f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {DOT} double, {SUPPORT} long"
+RANKED_SCHEMA = f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, {SUPPORT} long, {S.RANK} int"
+BYTES_PER_RATING = 12  # the broadcast matrix: a float64 rating and an int32 customer index
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,10 @@ class RatingSimParams:
     min_support: int = 1  # co-raters a pair needs
     max_history: int = 500  # latest ratings per customer used (0 = all)
     chunk_rows: int = 200_000  # ratings per sparse product inside a task
+    broadcast_max_mb: int = 1024  # ratings up to this size (12 bytes each) take the broadcast path
+    max_cells: int = 1 << 22  # broadcast path: Gram cells a task holds at once (rows x items)
+    # the pairs' co-rater counts (what shrinkage weighs); without, the broadcast path leaves them null
+    support: bool = True
 
 
 def _pair_partials(pdf: pd.DataFrame) -> pd.DataFrame:
@@ -52,18 +71,218 @@ def _pair_partials(pdf: pd.DataFrame) -> pd.DataFrame:
 
 
 def capped_history(ratings: DataFrame, max_history: int) -> DataFrame:
-    """Each customer's latest ``max_history`` ratings (ties by item id); all when 0."""
+    """Each customer's latest ``max_history`` ratings (ties by item id); all when 0. Only the
+    customers with more ratings than that are sorted (a count per customer finds them): when there
+    are none, the ratings are returned as they are."""
     if max_history <= 0:
         return ratings
+    counts = ratings.groupBy(S.CUSTOMER_ID).count()
+    heavy = counts.filter(F.col("count") > max_history).select(S.CUSTOMER_ID).localCheckpoint(eager=True)
+    if heavy.isEmpty():
+        return ratings
+    light = ratings.join(heavy, S.CUSTOMER_ID, "left_anti")
     w = Window.partitionBy(S.CUSTOMER_ID).orderBy(F.desc(S.TIMESTAMP), F.asc(S.ITEM_ID))
-    return ratings.withColumn("_h", F.row_number().over(w)).filter(F.col("_h") <= max_history).drop("_h")
+    capped = ratings.join(heavy, S.CUSTOMER_ID, "left_semi").withColumn("_h", F.row_number().over(w)) \
+        .filter(F.col("_h") <= max_history).drop("_h")
+    return light.unionByName(capped)
+
+
+@dataclass(frozen=True)
+class RatingMatrix:
+    """Ratings as an item x customer CSR matrix over sorted item ids (float64: sums of whole or
+    half stars are exact, so the cosines equal the shuffle path's), with each item's norm."""
+
+    item_ids: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray  # customer rows
+    data: np.ndarray
+    customers: int
+    norms: np.ndarray
+
+    @classmethod
+    def build(cls, customers: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> "RatingMatrix":
+        item_ids, col = np.unique(items.astype(np.int64), return_inverse=True)
+        _, row = np.unique(customers.astype(np.int64), return_inverse=True)
+        n_cust = int(row.max()) + 1 if len(row) else 0
+        y = sparse.csr_matrix((ratings.astype(np.float64), (col, row.astype(np.int32))),
+                              shape=(len(item_ids), n_cust))
+        y.sum_duplicates()
+        norms = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
+        return cls(item_ids, y.indptr, y.indices.astype(np.int32), y.data, n_cust, norms)
+
+    def by_item(self) -> sparse.csr_matrix:
+        return sparse.csr_matrix((self.data, self.indices, self.indptr), shape=(len(self.item_ids), self.customers))
+
+    def row_work(self) -> np.ndarray:
+        """Per item, the multiply-adds of its Gram row: the ratings of the customers who rated it."""
+        y = self.by_item()
+        history = np.bincount(self.indices, minlength=self.customers).astype(np.float64)
+        return np.asarray(sparse.csr_matrix((np.ones(len(y.data)), y.indices, y.indptr), shape=y.shape) @ history)
+
+    def ranges(self, tasks: int) -> list[tuple[int, int]]:
+        """``tasks`` consecutive item ranges of about equal work (empty ones dropped)."""
+        n = len(self.item_ids)
+        if n == 0:
+            return []
+        cum = np.cumsum(self.row_work())
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, tasks) / tasks, side="right")
+        bounds = np.unique(np.r_[0, np.minimum(cuts, n), n])
+        return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def gram_neighbors(m: RatingMatrix, by_customer: sparse.csr_matrix, lo: int, hi: int,
+                   params: RatingSimParams) -> pd.DataFrame:
+    """The final top-K of the items at rows [lo, hi) of ``m``: cosine over co-raters (pairs with at
+    least ``min_support`` co-raters), ties by the smaller neighbour id, with each pair's support:
+    (item_id, neighbor_id, similarity, support, rank). ``by_customer`` is ``m`` transposed
+    (customers x items, CSR). Rows are taken in chunks of at most ``max_cells`` Gram cells. The
+    support is computed for the kept pairs when ``params.support`` (null otherwise)."""
+    y = m.by_item()
+    n = len(m.item_ids)
+    ones = sparse.csr_matrix((np.ones(len(y.data)), y.indices, y.indptr), shape=y.shape)
+    ones_t = sparse.csr_matrix((np.ones(len(by_customer.data)), by_customer.indices, by_customer.indptr),
+                               shape=by_customer.shape) if params.min_support > 1 else None
+    step = max(1, params.max_cells // max(n, 1))
+    parts: list[pd.DataFrame] = []
+    cols = np.arange(n)
+    buffer = np.empty((min(step, max(hi - lo, 0)), n))  # reused: a fresh array per chunk costs page faults
+    for a in range(lo, hi, step):
+        b = min(hi, a + step)
+        dots = (y[a:b] @ by_customer).tocsr()  # (rows, items): co-rated pairs only (ratings are > 0)
+        if ones_t is not None:
+            counts = (ones[a:b] @ ones_t).tocsr()
+            dots = dots.multiply(counts >= params.min_support).tocsr()
+        r = np.repeat(np.arange(b - a), np.diff(dots.indptr))
+        cos = buffer[:b - a]
+        cos.fill(-np.inf)
+        cos[r, dots.indices] = dots.data / (m.norms[a + r] * m.norms[dots.indices])
+        li, rj, sv = topk_candidates(np.arange(a, b), cols, cos, None, params.top_k, None, owned=True)
+        order = np.lexsort((rj, -sv, li))  # ties by neighbour id: rows follow item id order
+        li, rj, sv = li[order], rj[order], sv[order]
+        rank = np.arange(len(li)) - np.searchsorted(li, li, side="left") + 1
+        keep = rank <= params.top_k
+        li, rj, sv, rank = li[keep], rj[keep], sv[keep], rank[keep]
+        if params.support:  # co-raters of the kept pairs only: a product against their neighbours' rows
+            nbrs, at = np.unique(rj, return_inverse=True)
+            shared = (ones[a:b] @ ones[nbrs].T).tocsr() if len(nbrs) else sparse.csr_matrix((b - a, 0))
+            support = pd.array(np.asarray(shared[li - a, at]).ravel().astype(np.int64) if len(li) else [],
+                               dtype="Int64")
+        else:
+            support = pd.array([None] * len(li), dtype="Int64")
+        parts.append(pd.DataFrame({S.ITEM_ID: m.item_ids[li], S.NEIGHBOR_ID: m.item_ids[rj], S.SIMILARITY: sv,
+                                   SUPPORT: support, S.RANK: rank.astype(np.int32)}))
+    if not parts:
+        return pd.DataFrame({S.ITEM_ID: [], S.NEIGHBOR_ID: [], S.SIMILARITY: [], SUPPORT: [], S.RANK: []})
+    return pd.concat(parts, ignore_index=True)
+
+
+_TRANSPOSED: dict[int, sparse.csr_matrix] = {}  # per Python worker: the broadcast matrix by customer
+
+
+def _by_customer(m: RatingMatrix) -> sparse.csr_matrix:
+    key = id(m)
+    if key not in _TRANSPOSED:
+        _TRANSPOSED.clear()
+        _TRANSPOSED[key] = m.by_item().T.tocsr()
+    return _TRANSPOSED[key]
+
+
+def _result_limit(spark: SparkSession) -> int:
+    """``spark.driver.maxResultSize`` in bytes (0: unlimited)."""
+    text = spark.conf.get("spark.driver.maxResultSize", "1g") or "1g"
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().rstrip("b")
+    return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t or 0)
+
+
+def fits_broadcast(ratings: DataFrame, params: RatingSimParams) -> int:
+    """The number of ratings when, at 12 bytes each, they are within ``broadcast_max_mb`` and
+    within 80% of ``spark.driver.maxResultSize`` (the driver collects them once); else 0."""
+    if params.broadcast_max_mb <= 0:
+        return 0
+    limit = params.broadcast_max_mb * 1024 * 1024
+    result = _result_limit(ratings.sparkSession)
+    if result > 0:
+        limit = min(limit, int(0.8 * result))
+    n = ratings.count()
+    return n if 0 < n and n * BYTES_PER_RATING <= limit else 0
+
+
+ASSEMBLY_ROWS = 2_000_000  # ratings per partition when the matrix is assembled (one binary blob each)
+BLOB_SCHEMA = "customers long, indptr binary, indices binary, data binary"
+
+
+def collect_rating_matrix(ratings: DataFrame, n_ratings: int) -> RatingMatrix:
+    """(customer_id, item_id, rating) -> the :class:`RatingMatrix` on the driver, 12 bytes a rating:
+    partitioned by customer, each partition sends its customers' rows as one CSR blob over the
+    sorted item ids (no Python object per rating, and no customer id: a customer is just a row)."""
+    spark = ratings.sparkSession
+    ids = ratings.select(S.ITEM_ID).distinct().toArrow().column(S.ITEM_ID).to_numpy().astype(np.int64)
+    item_ids = np.sort(ids)
+    b_ids = spark.sparkContext.broadcast(item_ids)
+    parts = max(spark.sparkContext.defaultParallelism, -(-n_ratings // ASSEMBLY_ROWS))
+
+    def build(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        frames = [b for b in batches if len(b)]
+        if not frames:
+            return
+        pdf = pd.concat(frames, ignore_index=True)
+        known = b_ids.value
+        _, row = np.unique(pdf[S.CUSTOMER_ID].to_numpy(np.int64), return_inverse=True)
+        col = np.searchsorted(known, pdf[S.ITEM_ID].to_numpy(np.int64))
+        x = sparse.csr_matrix((pdf[S.RATING].to_numpy(np.float64), (row, col)), shape=(int(row.max()) + 1, len(known)))
+        x.sum_duplicates()
+        yield pd.DataFrame({"customers": [x.shape[0]], "indptr": [x.indptr.astype(np.int64).tobytes()],
+                            "indices": [x.indices.astype(np.int32).tobytes()],
+                            "data": [x.data.astype(np.float64).tobytes()]})
+
+    blobs = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).repartition(parts, S.CUSTOMER_ID) \
+        .mapInPandas(build, BLOB_SCHEMA).toArrow()  # type: ignore[arg-type]
+    indptrs, indices, data, rows = [np.zeros(1, np.int64)], [], [], 0
+    for n_c, ptr, idx, val in zip(blobs.column("customers").to_pylist(), blobs.column("indptr").to_pylist(),
+                                  blobs.column("indices").to_pylist(), blobs.column("data").to_pylist()):
+        p = np.frombuffer(ptr, np.int64)
+        indptrs.append(p[1:] + indptrs[-1][-1])
+        indices.append(np.frombuffer(idx, np.int32))
+        data.append(np.frombuffer(val, np.float64))
+        rows += int(n_c)
+    del blobs
+    x = sparse.csr_matrix((np.concatenate(data) if data else np.zeros(0), np.concatenate(indices) if indices
+                           else np.zeros(0, np.int32), np.concatenate(indptrs)), shape=(rows, len(item_ids)))
+    y = x.T.tocsr()
+    del x
+    norms = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
+    return RatingMatrix(item_ids, y.indptr, y.indices.astype(np.int32), y.data, rows, norms)
+
+
+def broadcast_rating_neighbors(ratings: DataFrame, params: RatingSimParams, n_ratings: int) -> DataFrame:
+    """The broadcast path (module docstring): (customer_id, item_id, rating) -> ranked neighbours."""
+    spark = ratings.sparkSession
+    m = collect_rating_matrix(ratings, n_ratings)
+    ranges = m.ranges(CHUNK_TASKS_PER_CORE * spark.sparkContext.defaultParallelism)
+    b_m = spark.sparkContext.broadcast(m)
+    b_ranges = spark.sparkContext.broadcast(ranges)
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        maybe_fail("similarity")
+        for pdf in batches:
+            for t in pdf["id"].tolist():
+                lo, hi = b_ranges.value[int(t)]
+                yield gram_neighbors(b_m.value, _by_customer(b_m.value), lo, hi, params)
+
+    tasks = spark.range(0, len(ranges), 1, numPartitions=max(len(ranges), 1))
+    return tasks.mapInPandas(run, RANKED_SCHEMA)  # type: ignore[arg-type]
 
 
 def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: int = 0) -> DataFrame:
     """(customer_id, item_id, rating, timestamp) -> (item_id, neighbor_id, similarity, support, rank):
-    each item's top-K by cosine over co-raters (similarity desc, neighbour id asc)."""
+    each item's top-K by cosine over co-raters (similarity desc, neighbour id asc), on the broadcast
+    path when the ratings fit ``broadcast_max_mb``, else on the shuffle path (module docstring)."""
     r = capped_history(ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP), params.max_history) \
         .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING)
+    n_ratings = fits_broadcast(r, params)
+    if n_ratings:
+        return broadcast_rating_neighbors(r, params, n_ratings)
     partials = map_customer_chunks(r, _pair_partials, PAIR_SCHEMA, partitions=partitions,
                                    max_rows=params.chunk_rows, fault_stage="similarity")
     pairs = partials.groupBy(S.ITEM_ID, S.NEIGHBOR_ID).agg(F.sum(DOT).alias(DOT), F.sum(SUPPORT).alias(SUPPORT)) \
@@ -89,13 +308,19 @@ def blend_neighbors(image: DataFrame | None, rating: DataFrame, weight: float, s
     towards 0 (Koren's shrunk similarity); 0 keeps it as is. Returns each item's top-K by
     (s desc, neighbour id asc) with shared_genres (empty for rating-only pairs) and rank. ``image``
     None: rating neighbours only (weight 1)."""
+    if image is None and weight == 1.0 and shrinkage == 0.0:  # the rating side as it is: already ranked
+        return rating.select(S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY,
+                             F.array().cast("array<string>").alias(S.SHARED_GENRES), S.RANK) \
+            .filter(F.col(S.RANK) <= top_k)
     if image is None:
         image = rating.sparkSession.createDataFrame(
             [], f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, {S.SHARED_GENRES} array<string>")
     img = image.select(S.ITEM_ID, S.NEIGHBOR_ID, F.col(S.SIMILARITY).alias("_v"), S.SHARED_GENRES)
     rat = rating.select(S.ITEM_ID, S.NEIGHBOR_ID, F.col(S.SIMILARITY).alias("_r"), F.col(SUPPORT).alias("_s"))
     n = F.coalesce(F.col("_s"), F.lit(0)).cast("double")
-    shrunk = F.when(n > 0, n / (n + F.lit(float(shrinkage))) * F.col("_r")).otherwise(F.lit(0.0))
+    # without shrinkage a rating pair keeps its cosine (its support, possibly not computed, is not read)
+    shrunk = F.coalesce(F.col("_r"), F.lit(0.0)) if shrinkage == 0 else \
+        F.when(n > 0, n / (n + F.lit(float(shrinkage))) * F.col("_r")).otherwise(F.lit(0.0))
     blended = img.join(rat, [S.ITEM_ID, S.NEIGHBOR_ID], "full").select(
         S.ITEM_ID, S.NEIGHBOR_ID,
         (F.lit(float(weight)) * shrunk + F.lit(1.0 - float(weight)) * F.coalesce(F.col("_v"), F.lit(0.0)))
