@@ -381,11 +381,27 @@ class ColdStartConf:
 
 
 @dataclass(frozen=True)
+class NewItemsConf:
+    """``new_item_recommendations`` ("new for you"): per customer, the recommender's top_k among
+    the new items - released at most max_age_days before the run date, or with fewer than
+    max_ratings ratings - scored as the main list scores them (the hybrid: the cold-start model)."""
+
+    top_k: int = 10  # 0 = no new_item_recommendations
+    max_age_days: int = 365
+    max_ratings: int = 5
+
+    def __post_init__(self) -> None:
+        if self.top_k < 0 or self.max_age_days < 0 or self.max_ratings < 0:
+            raise UserError("config keys 'recommend.new.top_k', 'max_age_days' and 'max_ratings' must be >= 0")
+
+
+@dataclass(frozen=True)
 class RecommendConf:
     # hybrid (the default): the similarity stage's neighbours for items with ratings + the fitted
     # cold-start model for items with few or none; any other registered model serves as it is evaluated
     model: ModelName = "hybrid"
     cold_start: ColdStartConf = field(default_factory=ColdStartConf)
+    new: NewItemsConf = field(default_factory=NewItemsConf)
     top_n: int = 10
     threshold: float = 3.0  # only ratings above this add their neighbours (the paper's threshold)
     partitions: int = 0  # customer partitions (0 = Spark's default parallelism)

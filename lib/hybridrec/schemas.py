@@ -95,6 +95,7 @@ ITEM_NEIGHBORS = "item_neighbors"
 RECOMMENDATIONS = "recommendations"
 RECOMMENDATIONS_LATEST = "recommendations_latest"
 RECOMMENDATIONS_CURRENT = "recommendations_current"  # one row per customer and rank, MERGEd per run (CDF on)
+NEW_ITEM_RECOMMENDATIONS = "new_item_recommendations"  # "new for you": the top-k among young or thinly rated items
 ITEM_CATEGORIES = "item_categories"
 CLASSIFIER_METRICS = "classifier_metrics"
 EVALUATION = "evaluation"
@@ -214,6 +215,18 @@ RECOMMENDATIONS_CURRENT_SCHEMA = StructType(
      for f in RECOMMENDATIONS_SCHEMA.fields]
 )
 
+NEW_ITEM_RECOMMENDATIONS_SCHEMA = StructType(
+    [
+        _f(CUSTOMER_ID, LongType(), False, "Customer id"),
+        _f(RANK, IntegerType(), False, "1 = best"),
+        _f(ITEM_ID, LongType(), False, "A new item (young or thinly rated at the run date) the customer never rated"),
+        _f(SCORE, DoubleType(), False, "cold_start: the fitted probability of relevance; neighbors: as in recommendations"),
+        _f(BECAUSE_ITEM_ID, LongType(), True, "The rated item that contributed most (null for cold_start rows)"),
+        _f(SOURCE, StringType(), False, "cold_start (the hybrid's cold-start model) or neighbors"),
+        _f(RUN_ID, StringType(), False, "Run that computed it"),
+    ]
+)
+
 ITEM_CATEGORIES_SCHEMA = StructType(
     [
         _f(ITEM_ID, LongType(), False, "TMDB movie id (every item with a poster vector, labelled or not)"),
@@ -280,6 +293,8 @@ TABLE_COMMENTS = {
     EVALUATION: "Offline ranking metrics of every model on the held-out split, one row per run, model, metric, k, slice",
     RECOMMENDATIONS_CURRENT: "The newest run's lists for serving: one row per customer and rank, MERGEd per run; "
                              "Change Data Feed on (table_changes) for syncing an online store",
+    NEW_ITEM_RECOMMENDATIONS: "New for you: per customer and run, the top-k among items released recently or with "
+                              "few ratings (recommend.new)",
 }
 
 # Liquid clustering (CLUSTER BY) on the columns analysts and services filter by; OPTIMIZE
@@ -287,6 +302,7 @@ TABLE_COMMENTS = {
 TABLE_CLUSTERING: dict[str, tuple[str, ...]] = {
     RECOMMENDATIONS: (RUN_ID, CUSTOMER_ID),
     RECOMMENDATIONS_CURRENT: (CUSTOMER_ID,),
+    NEW_ITEM_RECOMMENDATIONS: (RUN_ID, CUSTOMER_ID),
 }
 TABLE_PROPERTIES: dict[str, dict[str, str]] = {
     RECOMMENDATIONS_CURRENT: {"delta.enableChangeDataFeed": "true"},
@@ -297,6 +313,7 @@ _FINITE_SCORE = f"NOT isnan({SCORE}) AND abs({SCORE}) < double('Infinity')"
 TABLE_CHECKS: dict[str, dict[str, str]] = {
     RECOMMENDATIONS: {"score_is_finite": _FINITE_SCORE},
     RECOMMENDATIONS_CURRENT: {"score_is_finite": _FINITE_SCORE},
+    NEW_ITEM_RECOMMENDATIONS: {"score_is_finite": _FINITE_SCORE},
 }
 RANK_CHECK = "rank_within_top_n"
 
@@ -304,4 +321,5 @@ TABLE_SCHEMAS = {ITEMS: ITEMS_SCHEMA, POSTERS: POSTERS_SCHEMA, RATINGS: RATINGS_
                  ITEM_EMBEDDINGS: ITEM_EMBEDDINGS_SCHEMA, ITEM_NEIGHBORS: ITEM_NEIGHBORS_SCHEMA,
                  RECOMMENDATIONS: RECOMMENDATIONS_SCHEMA, ITEM_CATEGORIES: ITEM_CATEGORIES_SCHEMA,
                  CLASSIFIER_METRICS: CLASSIFIER_METRICS_SCHEMA, EVALUATION: EVALUATION_SCHEMA,
-                 RECOMMENDATIONS_CURRENT: RECOMMENDATIONS_CURRENT_SCHEMA}
+                 RECOMMENDATIONS_CURRENT: RECOMMENDATIONS_CURRENT_SCHEMA,
+                 NEW_ITEM_RECOMMENDATIONS: NEW_ITEM_RECOMMENDATIONS_SCHEMA}

@@ -63,6 +63,22 @@ def test_rating_neighbors_equal_the_reference(spark: SparkSession, max_history: 
         assert mine["support"].tolist() == [n for _, _, n in lst]
 
 
+def test_the_collected_rating_matrix_merges_customers_split_across_tasks(spark: SparkSession) -> None:
+    """Round-robin partitions split every customer's ratings over several tasks' blobs: the
+    driver's merge by customer and item id gives the matrix built from all the ratings at once."""
+    from hybridrec.neighbors.ratingsim import RatingMatrix, collect_rating_matrix
+
+    rows = random_ratings(4)
+    got = collect_rating_matrix(as_df(spark, rows).repartition(5))
+    a = np.array([(c, i, r) for c, i, r, _ in rows])
+    want = RatingMatrix.build(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2])
+    assert got.customers == want.customers and (got.item_ids == want.item_ids).all()
+    g, w = got.by_item(), want.by_item()
+    # customers are rows in id order both ways, so the matrices are equal cell by cell
+    assert (g != w).nnz == 0 and g.nnz == len(rows)
+    np.testing.assert_allclose(got.norms, want.norms, rtol=1e-15)
+
+
 @pytest.mark.parametrize("weight,shrinkage", [(0.5, 0.0), (0.3, 5.0), (1.0, 2.0)])
 def test_blend_equals_the_reference(spark: SparkSession, weight: float, shrinkage: float) -> None:
     rng = random.Random(9)
@@ -308,6 +324,19 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
             hybrid.recommend.cold_start.slots
     rated = set(zip(r[S.CUSTOMER_ID], r[S.ITEM_ID]))
     assert not set(zip(got[S.CUSTOMER_ID], got[S.ITEM_ID])) & rated
+    # "new for you": only items young at the run date or thinly rated, never rated, ranks 1..top_k
+    new = spark.table(cfg.table(S.NEW_ITEM_RECOMMENDATIONS)).filter(F.col(S.RUN_ID) == "hyb1").toPandas()
+    nc = hybrid.recommend.new
+    released = items.select(S.ITEM_ID, "release_date").toPandas()
+    young = {int(i) for i, d in zip(released[S.ITEM_ID], released["release_date"])
+             if d is not None and not pd.isna(d) and d >= hybrid.run_date - dt.timedelta(days=nc.max_age_days)}
+    counted = dict(zip(counts[S.ITEM_ID].astype(int), counts["count"]))
+    fresh = young | {int(i) for i in released[S.ITEM_ID] if counted.get(int(i), 0) < nc.max_ratings}
+    assert len(new) == report.new_rows > 0 and report.new_items == len(fresh)
+    assert set(new[S.ITEM_ID]) <= fresh and not set(zip(new[S.CUSTOMER_ID], new[S.ITEM_ID])) & rated
+    for _, g in new.groupby(S.CUSTOMER_ID):
+        assert sorted(g[S.RANK]) == list(range(1, len(g) + 1)) and len(g) <= nc.top_k
+    assert any(line.startswith(S.NEW_ITEM_RECOMMENDATIONS) for line in report.lines())
     # what is evaluated is what is served: the evaluate stage's hybrid, fitted on the same ratings
     # (computing its neighbours itself, as it does on a training part), gives the same lists
     data = training_fit_data(spark, hybrid, ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP))

@@ -122,3 +122,22 @@ def test_the_serving_table_merges_only_what_changed_and_its_change_feed_holds_ex
             df.write.format("delta").mode("append").saveAsTable(full)
         with pytest.raises(Exception, match="(?i)check constraint"):
             df.write.format("delta").mode("append").saveAsTable(cfg.table(S.RECOMMENDATIONS))
+
+
+def test_new_items_are_young_or_thinly_rated_at_the_run_date(spark: SparkSession) -> None:
+    from hybridrec.config import NewItemsConf
+    from hybridrec.stages.recommend import new_item_ids
+
+    run = dt.date(2026, 6, 30)
+    items = spark.createDataFrame(
+        [(1, dt.date(2026, 1, 1)), (2, dt.date(2025, 6, 30)), (3, dt.date(2025, 6, 29)), (4, None),
+         (5, dt.date(2027, 1, 1)), (6, None), (7, dt.date(2020, 1, 1))], "item_id long, release_date date")
+    # ratings: item 3 and 6 have 2 each, item 7 has 1, item 4 has none
+    ratings = spark.createDataFrame([(c, i) for i in (3, 6) for c in (1, 2)] + [(1, 7)] +
+                                    [(c, i) for i in (1, 2, 5) for c in range(1, 4)], "customer_id long, item_id long")
+    got = lambda conf: sorted(r[0] for r in new_item_ids(items, ratings, run, conf).collect())  # noqa: E731
+    # 365 days back: 1 (Jan), 2 (exactly 365 days), 5 (not yet released); 3 is a day too old
+    assert got(NewItemsConf(max_age_days=365, max_ratings=0)) == [1, 2, 5]
+    # fewer than 2 ratings: 4 (none, no release date) and 7 (one)
+    assert got(NewItemsConf(max_age_days=0, max_ratings=2)) == [4, 5, 7]  # 5: released after the run date
+    assert got(NewItemsConf(max_age_days=365, max_ratings=3)) == [1, 2, 3, 4, 5, 6, 7]

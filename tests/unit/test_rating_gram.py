@@ -24,11 +24,10 @@ def _rows(seed: int, customers: int = 60, items: int = 40) -> list[tuple[int, in
 def _run(rows: list[tuple[int, int, float, float]], params: RatingSimParams, tasks: int) -> pd.DataFrame:
     a = np.array(rows)
     m = RatingMatrix.build(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2])
-    by_customer = m.by_item().T.tocsr()
     ranges = m.ranges(tasks)
     assert ranges[0][0] == 0 and ranges[-1][1] == len(m.item_ids)
     assert all(x[1] == y[0] for x, y in zip(ranges, ranges[1:]))  # consecutive, covering every item
-    return pd.concat([gram_neighbors(m, by_customer, lo, hi, params) for lo, hi in ranges], ignore_index=True)
+    return pd.concat([gram_neighbors(m, lo, hi, params) for lo, hi in ranges], ignore_index=True)
 
 
 @pytest.mark.parametrize("min_support,max_cells,tasks", [(1, 1 << 22, 1), (1, 50, 3), (2, 120, 4), (3, 40, 2)])

@@ -3,21 +3,20 @@ similarity (paper §3.2 extended: items without a poster get neighbours from rat
 without ratings get them from the poster).
 
 cos(i, j) = sum_c r_ci r_cj / (||r_i|| ||r_j||), summed over the customers c who rated both; the
-norms run over all of an item's ratings; ``support`` is the number of co-raters. Each task takes a
-slice of customers (partitioned by customer) and computes its partial item x item dot products
-and co-rater counts with two sparse products, in chunks of bounded rows; Spark sums the partials.
-A customer's history can be capped to its latest ``max_history`` ratings, which bounds the
-quadratic pair count a heavy rater contributes (0 = no cap).
+norms run over all of an item's ratings; ``support`` is the number of co-raters. A customer's
+history can be capped to its latest ``max_history`` ratings, which bounds the quadratic pair count
+a heavy rater contributes (0 = no cap). Two paths compute the same neighbours:
 
-Two paths compute the same neighbours:
-
-* **broadcast** (when the ratings fit ``broadcast_max_mb`` at 12 bytes a rating): the ratings are
-  collected once as an item x customer CSR matrix and broadcast; each task owns a range of items
-  (split by the work their rows cost) and computes their rows of the Gram matrix X^T X with sparse
-  products in chunks of bounded cells, divides by the norms and keeps each row's top-K - final rows,
-  nothing shuffled. This is what scipy on one machine does, spread over the cluster's cores.
-* **shuffle** (larger ratings): per customer slice, partial dot products and co-rater counts of
-  every co-rated pair; Spark sums the partials and ranks each item's pairs.
+* **broadcast** (when the ratings fit ``broadcast_max_mb`` at 12 bytes a rating, and the driver's
+  ``spark.driver.maxResultSize``): the ratings are collected once as a sparse matrix (Arrow blobs,
+  no shuffle; histories are capped, and collected again, only when some customer has more than
+  ``max_history``) and broadcast; each task owns a range of items (split by the work their rows
+  cost) and computes their rows of the Gram matrix X^T X with sparse products in chunks of bounded
+  cells, divides by the norms and keeps each row's top-K - final rows, nothing shuffled. This is
+  what scipy does on one machine, spread over the cluster's cores.
+* **shuffle** (larger ratings): each task takes a slice of customers (partitioned by customer) and
+  computes its partial item x item dot products and co-rater counts with two sparse products, in
+  chunks of bounded rows; Spark sums the partials and ranks each item's pairs.
 """
 from __future__ import annotations
 
@@ -26,6 +25,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from scipy import sparse
@@ -70,53 +70,65 @@ def _pair_partials(pdf: pd.DataFrame) -> pd.DataFrame:
                          SUPPORT: np.asarray(cnt[i, j]).ravel().astype(np.int64)})
 
 
-def capped_history(ratings: DataFrame, max_history: int) -> DataFrame:
-    """Each customer's latest ``max_history`` ratings (ties by item id); all when 0. Only the
-    customers with more ratings than that are sorted (a count per customer finds them): when there
-    are none, the ratings are returned as they are."""
-    if max_history <= 0:
-        return ratings
-    counts = ratings.groupBy(S.CUSTOMER_ID).count()
-    heavy = counts.filter(F.col("count") > max_history).select(S.CUSTOMER_ID).localCheckpoint(eager=True)
-    if heavy.isEmpty():
-        return ratings
+def capped_history(ratings: DataFrame, max_history: int) -> tuple[DataFrame, int]:
+    """Each customer's latest ``max_history`` ratings (ties by item id; all when 0), and how many
+    ratings that leaves. One count per customer finds the customers over the cap; only theirs are
+    sorted, and when there are none the ratings are returned as they are."""
+    counts = ratings.groupBy(S.CUSTOMER_ID).count().localCheckpoint(eager=True)
+    kept = F.least(F.col("count"), F.lit(max_history)) if max_history > 0 else F.col("count")
+    total, most = counts.agg(F.sum(kept), F.max("count")).first() or (0, 0)
+    if max_history <= 0 or not most or most <= max_history:
+        return ratings, int(total or 0)
+    heavy = counts.filter(F.col("count") > max_history).select(S.CUSTOMER_ID)
     light = ratings.join(heavy, S.CUSTOMER_ID, "left_anti")
     w = Window.partitionBy(S.CUSTOMER_ID).orderBy(F.desc(S.TIMESTAMP), F.asc(S.ITEM_ID))
     capped = ratings.join(heavy, S.CUSTOMER_ID, "left_semi").withColumn("_h", F.row_number().over(w)) \
         .filter(F.col("_h") <= max_history).drop("_h")
-    return light.unionByName(capped)
+    return light.unionByName(capped), int(total)
 
 
 @dataclass(frozen=True)
 class RatingMatrix:
-    """Ratings as an item x customer CSR matrix over sorted item ids (float64: sums of whole or
-    half stars are exact, so the cosines equal the shuffle path's), with each item's norm."""
+    """Ratings over sorted item ids, both ways round: items x customers (the rows a task owns) and
+    customers x items (what they are multiplied with), float64 - sums of whole or half stars are
+    exact, so the cosines equal the shuffle path's - with each item's norm."""
 
     item_ids: np.ndarray
-    indptr: np.ndarray
-    indices: np.ndarray  # customer rows
-    data: np.ndarray
-    customers: int
+    items: sparse.csr_matrix  # items x customers
+    customer_rows: sparse.csr_matrix  # customers x items
     norms: np.ndarray
+
+    @classmethod
+    def from_customer_rows(cls, item_ids: np.ndarray, x: sparse.csr_matrix) -> "RatingMatrix":
+        """From customers x items without duplicate cells (a row's columns in any order)."""
+        x = x.tocsr()
+        y = x.T.tocsr()
+        norms = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
+        return cls(item_ids, y, x, norms)
 
     @classmethod
     def build(cls, customers: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> "RatingMatrix":
         item_ids, col = np.unique(items.astype(np.int64), return_inverse=True)
         _, row = np.unique(customers.astype(np.int64), return_inverse=True)
         n_cust = int(row.max()) + 1 if len(row) else 0
-        y = sparse.csr_matrix((ratings.astype(np.float64), (col, row.astype(np.int32))),
-                              shape=(len(item_ids), n_cust))
-        y.sum_duplicates()
-        norms = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
-        return cls(item_ids, y.indptr, y.indices.astype(np.int32), y.data, n_cust, norms)
+        return cls.from_customer_rows(item_ids, sparse.csr_matrix((ratings.astype(np.float64), (row, col)),
+                                                                  shape=(n_cust, len(item_ids))))
+
+    @property
+    def customers(self) -> int:
+        return int(self.customer_rows.shape[0])
 
     def by_item(self) -> sparse.csr_matrix:
-        return sparse.csr_matrix((self.data, self.indices, self.indptr), shape=(len(self.item_ids), self.customers))
+        return self.items
+
+    def history_lengths(self) -> np.ndarray:
+        """Ratings per customer."""
+        return np.diff(self.customer_rows.indptr)
 
     def row_work(self) -> np.ndarray:
         """Per item, the multiply-adds of its Gram row: the ratings of the customers who rated it."""
-        y = self.by_item()
-        history = np.bincount(self.indices, minlength=self.customers).astype(np.float64)
+        y = self.items
+        history = self.history_lengths().astype(np.float64)
         return np.asarray(sparse.csr_matrix((np.ones(len(y.data)), y.indices, y.indptr), shape=y.shape) @ history)
 
     def ranges(self, tasks: int) -> list[tuple[int, int]]:
@@ -130,14 +142,13 @@ class RatingMatrix:
         return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def gram_neighbors(m: RatingMatrix, by_customer: sparse.csr_matrix, lo: int, hi: int,
-                   params: RatingSimParams) -> pd.DataFrame:
+def gram_neighbors(m: RatingMatrix, lo: int, hi: int, params: RatingSimParams) -> pd.DataFrame:
     """The final top-K of the items at rows [lo, hi) of ``m``: cosine over co-raters (pairs with at
     least ``min_support`` co-raters), ties by the smaller neighbour id, with each pair's support:
-    (item_id, neighbor_id, similarity, support, rank). ``by_customer`` is ``m`` transposed
-    (customers x items, CSR). Rows are taken in chunks of at most ``max_cells`` Gram cells. The
+    (item_id, neighbor_id, similarity, support, rank). Rows are taken in chunks of at most
+    ``max_cells`` Gram cells. The
     support is computed for the kept pairs when ``params.support`` (null otherwise)."""
-    y = m.by_item()
+    y, by_customer = m.items, m.customer_rows
     n = len(m.item_ids)
     ones = sparse.csr_matrix((np.ones(len(y.data)), y.indices, y.indptr), shape=y.shape)
     ones_t = sparse.csr_matrix((np.ones(len(by_customer.data)), by_customer.indices, by_customer.indptr),
@@ -176,17 +187,6 @@ def gram_neighbors(m: RatingMatrix, by_customer: sparse.csr_matrix, lo: int, hi:
     return pd.concat(parts, ignore_index=True)
 
 
-_TRANSPOSED: dict[int, sparse.csr_matrix] = {}  # per Python worker: the broadcast matrix by customer
-
-
-def _by_customer(m: RatingMatrix) -> sparse.csr_matrix:
-    key = id(m)
-    if key not in _TRANSPOSED:
-        _TRANSPOSED.clear()
-        _TRANSPOSED[key] = m.by_item().T.tocsr()
-    return _TRANSPOSED[key]
-
-
 def _result_limit(spark: SparkSession) -> int:
     """``spark.driver.maxResultSize`` in bytes (0: unlimited)."""
     text = spark.conf.get("spark.driver.maxResultSize", "1g") or "1g"
@@ -195,70 +195,79 @@ def _result_limit(spark: SparkSession) -> int:
     return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t or 0)
 
 
-def fits_broadcast(ratings: DataFrame, params: RatingSimParams) -> int:
-    """The number of ratings when, at 12 bytes each, they are within ``broadcast_max_mb`` and
-    within 80% of ``spark.driver.maxResultSize`` (the driver collects them once); else 0."""
-    if params.broadcast_max_mb <= 0:
-        return 0
+def fits_broadcast(spark: SparkSession, n_ratings: int, params: RatingSimParams) -> bool:
+    """Whether ``n_ratings`` at 12 bytes each are within ``broadcast_max_mb`` and within 80% of
+    ``spark.driver.maxResultSize`` (the driver collects them once)."""
+    if params.broadcast_max_mb <= 0 or n_ratings <= 0:
+        return False
     limit = params.broadcast_max_mb * 1024 * 1024
-    result = _result_limit(ratings.sparkSession)
+    result = _result_limit(spark)
     if result > 0:
         limit = min(limit, int(0.8 * result))
-    n = ratings.count()
-    return n if 0 < n and n * BYTES_PER_RATING <= limit else 0
+    return n_ratings * BYTES_PER_RATING <= limit
 
 
-ASSEMBLY_ROWS = 2_000_000  # ratings per partition when the matrix is assembled (one binary blob each)
-BLOB_SCHEMA = "customers long, indptr binary, indices binary, data binary"
+ASSEMBLY_ROWS = 2_000_000  # ratings per binary blob when the matrix is assembled
+BLOB_SCHEMA_COLUMNS = ("customer_ids", "item_ids", "indptr", "indices", "data")
+BLOB_SCHEMA = ", ".join(f"{c} binary" for c in BLOB_SCHEMA_COLUMNS)
 
 
-def collect_rating_matrix(ratings: DataFrame, n_ratings: int) -> RatingMatrix:
-    """(customer_id, item_id, rating) -> the :class:`RatingMatrix` on the driver, 12 bytes a rating:
-    partitioned by customer, each partition sends its customers' rows as one CSR blob over the
-    sorted item ids (no Python object per rating, and no customer id: a customer is just a row)."""
-    spark = ratings.sparkSession
-    ids = ratings.select(S.ITEM_ID).distinct().toArrow().column(S.ITEM_ID).to_numpy().astype(np.int64)
-    item_ids = np.sort(ids)
-    b_ids = spark.sparkContext.broadcast(item_ids)
-    parts = max(spark.sparkContext.defaultParallelism, -(-n_ratings // ASSEMBLY_ROWS))
+def _blob(t: pa.Table) -> pa.RecordBatch:
+    """Some ratings as one row of CSR bytes over their own customers and items (hashed, not sorted)."""
+    row, cust = pd.factorize(t.column(S.CUSTOMER_ID).to_numpy())
+    col, items = pd.factorize(t.column(S.ITEM_ID).to_numpy())
+    x = sparse.csr_matrix((t.column(S.RATING).to_numpy().astype(np.float64), (row, col)),
+                          shape=(len(cust), len(items)))
+    x.sum_duplicates()
+    parts = {"customer_ids": np.asarray(cust, np.int64), "item_ids": np.asarray(items, np.int64),
+             "indptr": x.indptr.astype(np.int64), "indices": x.indices.astype(np.int32), "data": x.data}
+    return pa.RecordBatch.from_pydict({k: pa.array([v.tobytes()], pa.binary()) for k, v in parts.items()})
 
-    def build(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        frames = [b for b in batches if len(b)]
-        if not frames:
-            return
-        pdf = pd.concat(frames, ignore_index=True)
-        known = b_ids.value
-        _, row = np.unique(pdf[S.CUSTOMER_ID].to_numpy(np.int64), return_inverse=True)
-        col = np.searchsorted(known, pdf[S.ITEM_ID].to_numpy(np.int64))
-        x = sparse.csr_matrix((pdf[S.RATING].to_numpy(np.float64), (row, col)), shape=(int(row.max()) + 1, len(known)))
-        x.sum_duplicates()
-        yield pd.DataFrame({"customers": [x.shape[0]], "indptr": [x.indptr.astype(np.int64).tobytes()],
-                            "indices": [x.indices.astype(np.int32).tobytes()],
-                            "data": [x.data.astype(np.float64).tobytes()]})
 
-    blobs = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).repartition(parts, S.CUSTOMER_ID) \
-        .mapInPandas(build, BLOB_SCHEMA).toArrow()  # type: ignore[arg-type]
-    indptrs, indices, data, rows = [np.zeros(1, np.int64)], [], [], 0
-    for n_c, ptr, idx, val in zip(blobs.column("customers").to_pylist(), blobs.column("indptr").to_pylist(),
-                                  blobs.column("indices").to_pylist(), blobs.column("data").to_pylist()):
-        p = np.frombuffer(ptr, np.int64)
-        indptrs.append(p[1:] + indptrs[-1][-1])
-        indices.append(np.frombuffer(idx, np.int32))
-        data.append(np.frombuffer(val, np.float64))
-        rows += int(n_c)
+def collect_rating_matrix(ratings: DataFrame) -> RatingMatrix:
+    """(customer_id, item_id, rating) -> the :class:`RatingMatrix` on the driver, about 12 bytes a
+    rating: each task sends its ratings as Arrow CSR blobs over their own customers and items (no
+    shuffle, no pandas, no Python object per rating); the driver stacks the blobs' rows and merges a
+    customer met in several blobs with one sparse product."""
+    def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        held: list[pa.RecordBatch] = []
+        rows = 0
+        for b in batches:
+            held.append(b)
+            rows += b.num_rows
+            if rows >= ASSEMBLY_ROWS:
+                yield _blob(pa.Table.from_batches(held))
+                held, rows = [], 0
+        if rows:
+            yield _blob(pa.Table.from_batches(held))
+
+    blobs = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING) \
+        .mapInArrow(build, BLOB_SCHEMA).collect()  # type: ignore[arg-type]  # a few rows of bytes
+    cols = {c: [b[c] for b in blobs] for c in BLOB_SCHEMA_COLUMNS}
     del blobs
-    x = sparse.csr_matrix((np.concatenate(data) if data else np.zeros(0), np.concatenate(indices) if indices
-                           else np.zeros(0, np.int32), np.concatenate(indptrs)), shape=(rows, len(item_ids)))
-    y = x.T.tocsr()
-    del x
-    norms = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
-    return RatingMatrix(item_ids, y.indptr, y.indices.astype(np.int32), y.data, rows, norms)
+    custs = [np.frombuffer(c, np.int64) for c in cols["customer_ids"]]
+    items = [np.frombuffer(c, np.int64) for c in cols["item_ids"]]
+    item_ids = np.unique(np.concatenate(items)) if items else np.zeros(0, np.int64)
+    ptrs, idx, data = [np.zeros(1, np.int64)], [], []
+    for i, ptr, ind, val in zip(items, cols["indptr"], cols["indices"], cols["data"]):
+        ptrs.append(np.frombuffer(ptr, np.int64)[1:] + ptrs[-1][-1])
+        idx.append(np.searchsorted(item_ids, i).astype(np.int32)[np.frombuffer(ind, np.int32)])
+        data.append(np.frombuffer(val, np.float64))
+    del cols
+    frag_cust = np.concatenate(custs) if custs else np.zeros(0, np.int64)
+    stacked = sparse.csr_matrix((np.concatenate(data) if data else np.zeros(0),
+                                 np.concatenate(idx) if idx else np.zeros(0, np.int32), np.concatenate(ptrs)),
+                                shape=(len(frag_cust), len(item_ids)))
+    customers, row = np.unique(frag_cust, return_inverse=True)
+    if len(customers) < len(frag_cust):  # a customer's ratings came in several blobs: add their rows up
+        merge = sparse.csr_matrix((np.ones(len(row)), (row, np.arange(len(row)))),
+                                  shape=(len(customers), len(row)))
+        stacked = merge @ stacked
+    return RatingMatrix.from_customer_rows(item_ids, stacked)
 
 
-def broadcast_rating_neighbors(ratings: DataFrame, params: RatingSimParams, n_ratings: int) -> DataFrame:
-    """The broadcast path (module docstring): (customer_id, item_id, rating) -> ranked neighbours."""
-    spark = ratings.sparkSession
-    m = collect_rating_matrix(ratings, n_ratings)
+def broadcast_rating_neighbors(spark: SparkSession, m: RatingMatrix, params: RatingSimParams) -> DataFrame:
+    """The broadcast path (module docstring): the collected ratings -> ranked neighbours."""
     ranges = m.ranges(CHUNK_TASKS_PER_CORE * spark.sparkContext.defaultParallelism)
     b_m = spark.sparkContext.broadcast(m)
     b_ranges = spark.sparkContext.broadcast(ranges)
@@ -268,7 +277,7 @@ def broadcast_rating_neighbors(ratings: DataFrame, params: RatingSimParams, n_ra
         for pdf in batches:
             for t in pdf["id"].tolist():
                 lo, hi = b_ranges.value[int(t)]
-                yield gram_neighbors(b_m.value, _by_customer(b_m.value), lo, hi, params)
+                yield gram_neighbors(b_m.value, lo, hi, params)
 
     tasks = spark.range(0, len(ranges), 1, numPartitions=max(len(ranges), 1))
     return tasks.mapInPandas(run, RANKED_SCHEMA)  # type: ignore[arg-type]
@@ -278,11 +287,14 @@ def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: in
     """(customer_id, item_id, rating, timestamp) -> (item_id, neighbor_id, similarity, support, rank):
     each item's top-K by cosine over co-raters (similarity desc, neighbour id asc), on the broadcast
     path when the ratings fit ``broadcast_max_mb``, else on the shuffle path (module docstring)."""
-    r = capped_history(ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP), params.max_history) \
-        .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING)
-    n_ratings = fits_broadcast(r, params)
-    if n_ratings:
-        return broadcast_rating_neighbors(r, params, n_ratings)
+    rows = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
+    spark = ratings.sparkSession
+    if fits_broadcast(spark, rows.count(), params):  # a Delta table's count comes from its log
+        m = collect_rating_matrix(rows)
+        if params.max_history > 0 and m.customers and int(m.history_lengths().max()) > params.max_history:
+            m = collect_rating_matrix(capped_history(rows, params.max_history)[0])  # heavy raters: cap, again
+        return broadcast_rating_neighbors(spark, m, params)
+    r = capped_history(rows, params.max_history)[0].select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING)
     partials = map_customer_chunks(r, _pair_partials, PAIR_SCHEMA, partitions=partitions,
                                    max_rows=params.chunk_rows, fault_stage="similarity")
     pairs = partials.groupBy(S.ITEM_ID, S.NEIGHBOR_ID).agg(F.sum(DOT).alias(DOT), F.sum(SUPPORT).alias(SUPPORT)) \

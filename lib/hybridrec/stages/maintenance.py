@@ -19,7 +19,8 @@ from hybridrec.config import Config
 from hybridrec.storage.tables import retry_on_conflict, sql_str, table_exists
 
 # Tables that keep every run's rows (replaced per run id): retention applies to them.
-RUN_TABLES = (S.RECOMMENDATIONS, S.EVALUATION, S.ITEM_NEIGHBORS, S.CLASSIFIER_METRICS, S.QUARANTINE)
+RUN_TABLES = (S.RECOMMENDATIONS, S.NEW_ITEM_RECOMMENDATIONS, S.EVALUATION, S.ITEM_NEIGHBORS, S.CLASSIFIER_METRICS,
+              S.QUARANTINE)
 
 
 @dataclass

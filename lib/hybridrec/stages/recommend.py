@@ -1,20 +1,23 @@
 """Recommend stage: the configured model (``recommend.model``, the hybrid by default) fitted on every
 rating -> top-n ``recommendations`` per customer; this run's rows are replaced in one commit and
-``recommendations_latest`` shows the newest run. A model whose neighbour recipe is the similarity
-stage's serves from this run's ``item_neighbors`` instead of computing them again."""
+``recommendations_latest`` shows the newest run. The same fitted model ranks only the new items
+(:func:`new_item_ids`) for ``new_item_recommendations`` ("new for you", ``recommend.new``). A
+model whose neighbour recipe is the similarity stage's serves from this run's ``item_neighbors``
+instead of computing them again."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hybridrec import schemas as S
-from hybridrec.config import Config
+from hybridrec.config import Config, NewItemsConf
 from hybridrec.errors import UserError
 from hybridrec.models.base import ModelConf
 from hybridrec.models.registry import make_model
-from hybridrec.models.scoring import OUTPUT_COLUMNS, SOURCE_COLD_START
+from hybridrec.models.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, SOURCE_COLD_START
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.stages.inputs import fit_data, run_neighbors
 from hybridrec.storage.serving import CurrentChanges, merge_current
@@ -32,6 +35,9 @@ class RecommendReport:
     cold_rows: int = 0
     model_lines: list[str] = field(default_factory=list)
     current: CurrentChanges | None = None  # what this run changed in recommendations_current
+    new_items: int = 0  # items new at the run date (recommend.new)
+    new_rows: int = 0  # rows written to new_item_recommendations
+    new_customers: int = 0
 
     @property
     def rows_in(self) -> int:
@@ -49,7 +55,20 @@ class RecommendReport:
         if self.current is not None:
             out.append(f"{S.RECOMMENDATIONS_CURRENT}: {self.current.inserted} inserted, {self.current.updated} updated, "
                        f"{self.current.deleted} deleted (version {self.current.version}, change feed on)")
+        if self.new_items or self.new_rows:
+            out.append(f"{S.NEW_ITEM_RECOMMENDATIONS}: {self.new_rows} rows for {self.new_customers} customers "
+                       f"among {self.new_items} new items")
         return out + self.model_lines
+
+
+def new_item_ids(items: DataFrame, ratings: DataFrame, run_date: dt.date, conf: NewItemsConf) -> DataFrame:
+    """(item_id) of the items new at ``run_date``: released at most ``max_age_days`` before it (or
+    after it), or with fewer than ``max_ratings`` ratings (none counts 0)."""
+    counts = ratings.groupBy(S.ITEM_ID).agg(F.count(F.lit(1)).alias("_n"))
+    since = run_date - dt.timedelta(days=conf.max_age_days)
+    young = F.col("release_date").isNotNull() & (F.col("release_date") >= F.lit(since))
+    return items.select(S.ITEM_ID, "release_date").join(counts, S.ITEM_ID, "left") \
+        .filter(young | (F.coalesce(F.col("_n"), F.lit(0)) < conf.max_ratings)).select(S.ITEM_ID)
 
 
 def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
@@ -75,5 +94,19 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
                  compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
     report.current = merge_current(spark, cfg.storage, recs, cfg.run_id, rc.top_n)
     recs.unpersist()
+    if rc.new.top_k > 0:
+        new_out = ensure_table(spark, cfg.storage, S.NEW_ITEM_RECOMMENDATIONS)
+        items = spark.table(ensure_table(spark, cfg.storage, S.ITEMS))
+        fresh = new_item_ids(items, ratings, cfg.run_date, rc.new).localCheckpoint(eager=True)
+        report.new_items = fresh.count()
+        new_recs = fitted.recommend(None, rc.new.top_k, candidates=fresh) if report.new_items else \
+            spark.createDataFrame([], OUTPUT_SCHEMA)
+        new_recs = new_recs.select(*[F.col(c) for c in OUTPUT_COLUMNS], F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
+        report.new_rows = new_recs.count()
+        report.new_customers = new_recs.select(S.CUSTOMER_ID).distinct().count()
+        ensure_rank_bound(spark, new_out, rc.new.top_k)
+        replace_rows(spark, new_out, new_recs, f"{S.RUN_ID} = {sql_str(cfg.run_id)}",
+                     compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
+        new_recs.unpersist()
     create_latest_recommendations_view(spark, cfg.storage)
     return report

@@ -88,7 +88,8 @@ STAGES: tuple[Stage, ...] = (
           writes=(S.ITEM_EMBEDDINGS, S.QUARANTINE)),
     Stage("train", run_train, writes=(S.CLASSIFIER_METRICS, S.ITEM_CATEGORIES)),
     Stage("similarity", run_similarity, writes=(S.ITEM_NEIGHBORS,)),
-    Stage("recommend", run_recommend, writes=(S.RECOMMENDATIONS, S.RECOMMENDATIONS_CURRENT, S.RECOMMENDATIONS_LATEST)),
+    Stage("recommend", run_recommend, writes=(S.RECOMMENDATIONS, S.RECOMMENDATIONS_CURRENT, S.RECOMMENDATIONS_LATEST,
+                                              S.NEW_ITEM_RECOMMENDATIONS)),
     Stage("evaluate", run_evaluate, progress=_first_and_last, writes=(S.EVALUATION,)),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
