@@ -237,3 +237,35 @@ def test_every_lift_from_one_scoring_equals_its_own_scoring() -> None:
     assert lists == [[2, 3, 4, 15, 18], [2, 3, 4, 5, 6], [2, 3, 4, 5, 15], [2, 3, 4, 5, 6]]
     # customer 300's list the neighbours cannot fill is filled with cold items whatever the lift
     assert all(f[f.customer_id == 300].item_id.tolist() == [16, 15, 18, 17] for f in many)
+
+
+def test_the_new_list_from_the_same_pass_equals_scoring_with_only_the_new_items() -> None:
+    """score_batch_lists' second list is what the new-item protocol scores: the neighbours and the
+    cold scorer restricted to the new items, no fallback - from the main list's one product."""
+    from hybridrec.models.scoring import LIST, LIST_MAIN, LIST_NEW, NewList, score_batch_lists
+
+    rng = np.random.default_rng(4)
+    pairs = [(i, j, float(np.round(rng.uniform(0.1, 1), 2))) for i in range(1, 15) for j in range(1, 15)
+             if i != j and rng.random() < 0.35]
+    nm = NeighborMatrix.from_pairs(*(np.array(x) for x in zip(*pairs)), all_items=np.arange(1, 21))
+    probs = {i: float(rng.uniform(0.01, 0.6)) for i in range(15, 21)}
+    cold_ids = np.arange(15, 21)
+    new_ids = np.array([3, 5, 8, 11, 16, 18, 20])  # warm and cold ones
+    customers = np.repeat(np.arange(100, 112), 4)
+    items = rng.integers(1, 21, len(customers))
+    ratings = rng.integers(1, 6, len(customers)).astype(float)
+    keep = ~pd.DataFrame({"c": customers, "i": items}).duplicated().to_numpy()
+    customers, items, ratings = customers[keep], items[keep], ratings[keep]
+    cold = _scorer(cold_ids, probs, slots=2, min_p=0.2)
+    new_cold = _scorer(np.intersect1d(cold_ids, new_ids), probs, slots=2, min_p=0.2)
+    both = score_batch_lists(customers, items, ratings, nm, 5, 3.0, None, cold, NewList(new_ids, 3, new_cold))
+    main = both[both[LIST] == LIST_MAIN].drop(columns=LIST).reset_index(drop=True)
+    fresh = both[both[LIST] == LIST_NEW].drop(columns=LIST).reset_index(drop=True)
+    pd.testing.assert_frame_equal(main, score_batch(customers, items, ratings, nm, 5, 3.0, None, cold)
+                                  .reset_index(drop=True))
+    only_new = NeighborMatrix.from_pairs(*(np.array(x) for x in zip(*[p for p in pairs if p[1] in set(new_ids)])))
+    want = score_batch(customers, items, ratings, only_new, 3, 3.0, None, new_cold).reset_index(drop=True)
+    assert len(want) > 0 and set(want["source"]) == {SOURCE_NEIGHBORS, SOURCE_COLD_START}
+    assert set(fresh["item_id"]) <= set(new_ids.tolist())
+    pd.testing.assert_frame_equal(fresh[want.columns], want, check_dtype=False)
+

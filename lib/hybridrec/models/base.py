@@ -101,6 +101,15 @@ class Fitted(ABC):
         rated in the fitted ratings. ``candidates`` (item_id): recommend only those (the new-item
         protocol)."""
 
+    def recommend_lists(self, n: int, new: DataFrame, k: int) -> DataFrame:
+        """Every customer's top-n (``list`` = main) and top-k among ``new`` (item_id; ``list`` =
+        new, as ``recommend(None, k, candidates=new)`` gives them). Here two passes; a model that
+        can do both from one scoring pass overrides it."""
+        from hybridrec.models.scoring import LIST, LIST_MAIN, LIST_NEW
+
+        return self.recommend(None, n).withColumn(LIST, F.lit(LIST_MAIN)).unionByName(
+            self.recommend(None, k, candidates=new).withColumn(LIST, F.lit(LIST_NEW)))
+
     def lines(self) -> list[str]:
         """What was fitted, for the stage's report."""
         return []

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 from hybridrec import schemas as S
 from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
 from hybridrec.models.coldstart import ColdScorer
-from hybridrec.models.scoring import Fallback, neighbor_matrix, popularity_fallback, score_customers
+from hybridrec.models.scoring import Fallback, NewList, neighbor_matrix, popularity_fallback, score_customers
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.config import RecommendConf
 
@@ -52,6 +52,18 @@ class FittedNeighbors(Fitted):
             history = with_placeholders(history, customers)
         return score_customers(self.data.spark, history, nm, fallback, n, self.rc.threshold, self.rc.partitions,
                                self.rc.batch_rows, cold)
+
+
+    def recommend_lists(self, n: int, new: DataFrame, k: int) -> DataFrame:
+        """Both lists from one scoring pass (:func:`score_batch_lists`): the new list is the top-k
+        of the same neighbour scores restricted to ``new``, and of the cold scorer restricted to it."""
+        keep = np.sort(cast(pd.DataFrame, new.toPandas())[S.ITEM_ID].to_numpy(np.int64))
+        history = history_of(self.data.ratings, None)
+        fallback = popularity_fallback(self.data.ratings, self.data.items)
+        cold = self.cold_scorer(None)
+        fresh = NewList(keep, k, self.cold_scorer(keep) if cold is not None else None)
+        return score_customers(self.data.spark, history, neighbor_matrix(self.neighbors), fallback, n,
+                               self.rc.threshold, self.rc.partitions, self.rc.batch_rows, cold, fresh)
 
 
 class NeighborModel(Recommender):

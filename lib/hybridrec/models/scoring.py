@@ -61,6 +61,22 @@ class Fallback:
     overall: list[int]
 
 
+LIST = "list"  # which list a scored row belongs to: LIST_MAIN (recommendations) or LIST_NEW (new for you)
+LIST_MAIN, LIST_NEW = "main", "new"
+
+
+@dataclass(frozen=True)
+class NewList:
+    """A second list from the same neighbour scores: each customer's top ``k`` among ``items``
+    (sorted ids), the cold ones among them ranked by ``cold`` (the scorer restricted to them) -
+    what :func:`score_batch` gives with the neighbours and the cold scorer restricted to ``items``
+    and no fallback (the new-item protocol), without scoring the customers again."""
+
+    items: np.ndarray
+    k: int
+    cold: ColdScorer | None = None
+
+
 def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: NeighborMatrix,
                 n: int, threshold: float, fallback: Fallback | None = None,
                 cold: ColdScorer | None = None) -> pd.DataFrame:
@@ -76,12 +92,34 @@ def score_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, n
     return score_batch_lifts(customers, items, ratings, nm, n, threshold, fallback, cold, lifts)[0]
 
 
+def score_batch_lists(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: NeighborMatrix,
+                      n: int, threshold: float, fallback: Fallback | None, cold: ColdScorer | None,
+                      new: NewList) -> pd.DataFrame:
+    """:func:`score_batch`'s rows (``list`` = main) followed by ``new``'s (``list`` = new), from
+    one sparse product."""
+    lifts = [cold.lift] if cold is not None else []
+    main, fresh = _score(customers, items, ratings, nm, n, threshold, fallback, cold, lifts, new)
+    return pd.concat([main[0].assign(**{LIST: LIST_MAIN}), fresh.assign(**{LIST: LIST_NEW})], ignore_index=True)
+
+
 def score_batch_lifts(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: NeighborMatrix,
                       n: int, threshold: float, fallback: Fallback | None, cold: ColdScorer | None,
                       lifts: list[float]) -> list[pd.DataFrame]:
     """:func:`score_batch` for each of ``lifts`` (``cold.lift`` replaced), with the neighbour
     scores and the cold items' probabilities computed once: only where the cold picks go depends on
     the lift. Without ``cold`` the one list of neighbour scores."""
+    return _score(customers, items, ratings, nm, n, threshold, fallback, cold, lifts, None)[0]
+
+
+def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame[S.RANK] = frame.groupby(S.CUSTOMER_ID).cumcount() + 1
+    return frame
+
+
+def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: NeighborMatrix, n: int,
+           threshold: float, fallback: Fallback | None, cold: ColdScorer | None, lifts: list[float],
+           new: NewList | None) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     cust_ids, crow = np.unique(customers, return_inverse=True)
     n_items = len(nm.item_ids)
     col = np.minimum(np.searchsorted(nm.item_ids, items), max(n_items - 1, 0))
@@ -112,10 +150,20 @@ def score_batch_lifts(customers: np.ndarray, items: np.ndarray, ratings: np.ndar
             missing = [i for i in range(len(cust_ids)) if int(cust_ids[i]) not in served]
             if missing:
                 f = pd.concat([f, _fallback_rows(missing, cust_ids, crow, items, fallback, n)], ignore_index=True)
-        f = f.copy()
-        f[S.RANK] = f.groupby(S.CUSTOMER_ID).cumcount() + 1
-        out.append(f)
-    return out
+        out.append(_ranked(f))
+    fresh = pd.DataFrame(columns=[*frame.columns, S.RANK])
+    if new is not None:
+        keep = np.isin(nm.item_ids, new.items).astype(np.float64)  # the new items among the warm scores
+        restricted = (scores @ sparse.diags(keep)).tocsr()
+        restricted.eliminate_zeros()
+        nc, nj, ns = _top_n_rows(restricted, new.k)
+        nf = pd.DataFrame({S.CUSTOMER_ID: cust_ids[nc], S.ITEM_ID: nm.item_ids[nj], S.SCORE: ns,
+                           S.BECAUSE_ITEM_ID: nm.item_ids[_because(nc, nj, r_liked, nm)], S.SOURCE: SOURCE_NEIGHBORS})
+        if new.cold is not None:
+            top = _cold_candidates(customers, items, ratings, new.cold, new.k, threshold)
+            nf = _with_cold(nf, nc, cust_ids, top, new.cold.slots, new.cold.min_probability, new.k)
+        fresh = _ranked(nf)
+    return out, fresh
 
 
 def _cold_candidates(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cold: ColdScorer, n: int,
@@ -264,18 +312,24 @@ def popularity_fallback(ratings: DataFrame, items: DataFrame) -> Fallback:
 
 def score_customers(spark: SparkSession, ratings: DataFrame, nm: NeighborMatrix, fallback: Fallback | None,
                     top_n: int, threshold: float, partitions: int, batch_rows: int,
-                    cold: ColdScorer | None = None) -> DataFrame:
+                    cold: ColdScorer | None = None, new: NewList | None = None) -> DataFrame:
     """Score every customer of ``ratings`` (customer_id, item_id, rating) against the broadcast
     neighbour matrix (and, for the hybrid, the cold-start model), partitioned by customer, streamed
-    in bounded batches: (customer_id, rank, item_id, score, because_item_id, source)."""
+    in bounded batches: (customer_id, rank, item_id, score, because_item_id, source), and with
+    ``new`` a ``list`` column: main, or new for ``new``'s lists from the same pass."""
     b_nm = spark.sparkContext.broadcast(nm)
     b_fb = spark.sparkContext.broadcast(fallback)
     b_cold = spark.sparkContext.broadcast(cold)
+    b_new = spark.sparkContext.broadcast(new)
+    columns = OUTPUT_COLUMNS + ([LIST] if new is not None else [])
 
     def score(chunk: pd.DataFrame) -> pd.DataFrame:
-        return score_batch(chunk[S.CUSTOMER_ID].to_numpy(), chunk[S.ITEM_ID].to_numpy(),
-                           chunk[S.RATING].to_numpy(np.float64), b_nm.value, top_n, threshold, b_fb.value,
-                           b_cold.value)[OUTPUT_COLUMNS]
+        args = (chunk[S.CUSTOMER_ID].to_numpy(), chunk[S.ITEM_ID].to_numpy(), chunk[S.RATING].to_numpy(np.float64),
+                b_nm.value, top_n, threshold, b_fb.value, b_cold.value)
+        if b_new.value is None:
+            return score_batch(*args)[columns]
+        return score_batch_lists(*args, b_new.value)[columns]
 
-    return map_customer_chunks(ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING), score, OUTPUT_SCHEMA,
+    schema = OUTPUT_SCHEMA + (f", {LIST} string" if new is not None else "")
+    return map_customer_chunks(ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING), score, schema,
                                partitions=partitions, max_rows=batch_rows, fault_stage="recommend")

@@ -17,7 +17,7 @@ from hybridrec.config import Config, NewItemsConf
 from hybridrec.errors import UserError
 from hybridrec.models.base import ModelConf
 from hybridrec.models.registry import make_model
-from hybridrec.models.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, SOURCE_COLD_START
+from hybridrec.models.scoring import LIST, LIST_MAIN, LIST_NEW, OUTPUT_COLUMNS, SOURCE_COLD_START
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.stages.inputs import fit_data, run_neighbors
 from hybridrec.storage.serving import CurrentChanges, merge_current
@@ -82,8 +82,16 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
     ratings = spark.table(ensure_table(spark, cfg.storage, S.RATINGS))
     fitted = model.fit(fit_data(spark, cfg, ratings, stored))
     report = RecommendReport(run_id=cfg.run_id, model=rc.model, model_lines=fitted.lines())
-    recs = fitted.recommend(None, rc.top_n)
-    recs = recs.select(*[F.col(c) for c in OUTPUT_COLUMNS], F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
+    fresh = None
+    if rc.new.top_k > 0:
+        items = spark.table(ensure_table(spark, cfg.storage, S.ITEMS))
+        fresh = new_item_ids(items, ratings, cfg.run_date, rc.new).localCheckpoint(eager=True)
+        report.new_items = fresh.count()
+    # both lists from one scoring pass, persisted once and written to their two tables
+    both = fitted.recommend_lists(rc.top_n, fresh, rc.new.top_k) if fresh is not None and report.new_items \
+        else fitted.recommend(None, rc.top_n).withColumn(LIST, F.lit(LIST_MAIN))
+    both = both.select(*[F.col(c) for c in OUTPUT_COLUMNS], LIST, F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
+    recs = both.filter(F.col(LIST) == LIST_MAIN).drop(LIST)
     report.rows = recs.count()
     report.customers = recs.select(S.CUSTOMER_ID).distinct().count()
     report.fallback_customers = recs.filter(F.col(S.SOURCE).startswith("fallback")).select(S.CUSTOMER_ID) \
@@ -93,20 +101,14 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
     replace_rows(spark, out, recs, f"{S.RUN_ID} = {sql_str(cfg.run_id)}",
                  compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
     report.current = merge_current(spark, cfg.storage, recs, cfg.run_id, rc.top_n)
-    recs.unpersist()
     if rc.new.top_k > 0:
         new_out = ensure_table(spark, cfg.storage, S.NEW_ITEM_RECOMMENDATIONS)
-        items = spark.table(ensure_table(spark, cfg.storage, S.ITEMS))
-        fresh = new_item_ids(items, ratings, cfg.run_date, rc.new).localCheckpoint(eager=True)
-        report.new_items = fresh.count()
-        new_recs = fitted.recommend(None, rc.new.top_k, candidates=fresh) if report.new_items else \
-            spark.createDataFrame([], OUTPUT_SCHEMA)
-        new_recs = new_recs.select(*[F.col(c) for c in OUTPUT_COLUMNS], F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
+        new_recs = both.filter(F.col(LIST) == LIST_NEW).drop(LIST)
         report.new_rows = new_recs.count()
         report.new_customers = new_recs.select(S.CUSTOMER_ID).distinct().count()
         ensure_rank_bound(spark, new_out, rc.new.top_k)
         replace_rows(spark, new_out, new_recs, f"{S.RUN_ID} = {sql_str(cfg.run_id)}",
                      compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
-        new_recs.unpersist()
+    both.unpersist()
     create_latest_recommendations_view(spark, cfg.storage)
     return report
