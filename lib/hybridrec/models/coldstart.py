@@ -231,24 +231,28 @@ def fit_cold_model(ratings: pd.DataFrame, items: pd.DataFrame, vec_ids: np.ndarr
     keep_rate = min(1.0, max_pairs / total) if total else 1.0
     rng = np.random.default_rng(seed + 1)
     mine = rest[rest["customer_id"].isin(customers)]
-    m_cust = mine["customer_id"].to_numpy(np.int64)
-    m_item, m_rating = mine["item_id"].to_numpy(np.int64), mine["rating"].to_numpy(np.float64)
-    p_cust, p_item = positive["customer_id"].to_numpy(np.int64), positive["item_id"].to_numpy(np.int64)
+    # rows sorted by customer once: a chunk of (sorted) customers is then one slice
+    order = np.argsort(mine["customer_id"].to_numpy(np.int64), kind="stable")
+    m_cust = mine["customer_id"].to_numpy(np.int64)[order]
+    m_item, m_rating = mine["item_id"].to_numpy(np.int64)[order], mine["rating"].to_numpy(np.float64)[order]
+    p_order = np.argsort(positive["customer_id"].to_numpy(np.int64), kind="stable")
+    p_cust = positive["customer_id"].to_numpy(np.int64)[p_order]
+    p_item = positive["item_id"].to_numpy(np.int64)[p_order]
     step = max(1, max_cells // max(m, 1))
     xs_parts, y_parts = [], []
     for lo in range(0, len(customers), step):
         chunk = customers[lo:lo + step]
-        sel = np.isin(m_cust, chunk)
+        a, b = np.searchsorted(m_cust, chunk[0]), np.searchsorted(m_cust, chunk[-1], side="right")
         # customers whose every rating is hidden have no features but still count (as all-zero rows)
-        c = np.r_[m_cust[sel], chunk]
-        i = np.r_[m_item[sel], np.full(len(chunk), -1, np.int64)]
-        r = np.r_[m_rating[sel], np.zeros(len(chunk))]
+        c = np.r_[m_cust[a:b], chunk]
+        i = np.r_[m_item[a:b], np.full(len(chunk), -1, np.int64)]
+        r = np.r_[m_rating[a:b], np.zeros(len(chunk))]
         cust_ids, x, _ = cold_features(c, i, r, cat, threshold)
         y = np.zeros(x.shape[:2])
-        psel = np.isin(p_cust, chunk)
-        pr = np.searchsorted(cust_ids, p_cust[psel])
-        pc = np.searchsorted(cat.cold_ids, p_item[psel])
-        ok = (pc < m) & (cat.cold_ids[np.minimum(pc, max(m - 1, 0))] == p_item[psel])
+        pa_, pb_ = np.searchsorted(p_cust, chunk[0]), np.searchsorted(p_cust, chunk[-1], side="right")
+        pr = np.searchsorted(cust_ids, p_cust[pa_:pb_])
+        pc = np.searchsorted(cat.cold_ids, p_item[pa_:pb_])
+        ok = (pc < m) & (cat.cold_ids[np.minimum(pc, max(m - 1, 0))] == p_item[pa_:pb_])
         y[pr[ok], pc[ok]] = 1.0
         xs, yy = select(x, features).reshape(-1, len(features)), y.ravel()
         if keep_rate < 1.0:
