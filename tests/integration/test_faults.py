@@ -141,3 +141,21 @@ def test_the_fault_hook_fails_only_first_attempts(spark: SparkSession, monkeypat
         assert spark.range(4, numPartitions=2).mapInPandas(run, "id long").count() == 4  # other stages unaffected
     finally:
         env.pop(ENV, None)
+
+
+def test_arrow_batches_are_capped_inside_the_block_and_the_setting_restored(spark: SparkSession) -> None:
+    import pandas as pd
+
+    from hybridrec.runtime.guards import ARROW_BATCH_ROWS, arrow_batch_rows
+
+    @F.pandas_udf("long")  # type: ignore[call-overload]
+    def size(s: pd.Series) -> pd.Series:
+        return pd.Series([len(s)] * len(s))
+
+    before = spark.conf.get(ARROW_BATCH_ROWS, None)
+    df = spark.range(0, 1000, 1, numPartitions=1)
+    with arrow_batch_rows(spark, 64):
+        inside = max(r[0] for r in df.select(size(F.col("id"))).collect())
+    assert inside == 64 and spark.conf.get(ARROW_BATCH_ROWS, None) == before
+    outside = max(r[0] for r in df.select(size(F.col("id"))).collect())
+    assert outside > 64

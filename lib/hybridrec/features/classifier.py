@@ -123,20 +123,29 @@ def _predictor(model_path: str) -> Any:
     return worker_cached("classifier:" + model_path, build)
 
 
+PREDICT_IMAGES = 64  # posters decoded and predicted at once: a worker holds at most this many images
+
+
 def predict_batches(model_path: str, kind: str, size: int, resize: str, mode: str,
-                    batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-    """The prediction UDF's body: ``kind`` vector (stored embeddings) or image (poster bytes)."""
+                    batches: Iterator[pd.Series], images: int = PREDICT_IMAGES) -> Iterator[pd.DataFrame]:
+    """The prediction UDF's body: ``kind`` vector (stored embeddings) or image (poster bytes).
+    Images are decoded and predicted ``images`` at a time, whatever the size of Arrow's batches
+    (10,000 rows by default: 6 GB of float32 pixels at 224x224), so a worker's memory is bounded."""
     model = None
     for batch in batches:
-        if kind == "vector":
-            x = np.stack([np.asarray(v, np.float32) for v in batch]) if len(batch) else np.zeros((0, 1), np.float32)
-        else:
-            x = preprocess(np.stack([decode_for_cnn(bytes(b), size, resize) for b in batch]), mode)
         if model is None:
             model = _predictor(model_path)
-        feats, probs = model.predict_on_batch(x) if len(x) else (np.zeros((0, 1)), np.zeros((0, 1)))
-        yield pd.DataFrame({PROBS: [p.astype(np.float32).tolist() for p in np.asarray(probs)],
-                            FEATS: [f.astype(np.float32).tolist() for f in np.asarray(feats)]})
+        if kind == "vector":
+            x = np.stack([np.asarray(v, np.float32) for v in batch]) if len(batch) else np.zeros((0, 1), np.float32)
+            parts = [model.predict_on_batch(x)] if len(x) else []
+        else:
+            parts = [model.predict_on_batch(preprocess(np.stack([decode_for_cnn(bytes(b), size, resize)
+                                                                 for b in batch.iloc[lo:lo + images]]), mode))
+                     for lo in range(0, len(batch), images)]
+        feats = np.concatenate([np.asarray(f) for f, _ in parts]) if parts else np.zeros((0, 1))
+        probs = np.concatenate([np.asarray(p) for _, p in parts]) if parts else np.zeros((0, 1))
+        yield pd.DataFrame({PROBS: [p.astype(np.float32).tolist() for p in probs],
+                            FEATS: [f.astype(np.float32).tolist() for f in feats]})
 
 
 def prediction_column(model_path: str, kind: str, size: int = 0, resize: str = "pad",

@@ -31,6 +31,7 @@ from hybridrec.features.classify import (LABELS, TEST, TRAIN, UNLABELLED, VAL, a
 from hybridrec.features.loaders import LOADER
 from hybridrec.features.vectors import embedding_vectors
 from hybridrec.metrics.classification import BinaryMetrics, binary_metrics, tune_threshold
+from hybridrec.runtime.guards import arrow_batch_rows, worker_crash_as_error
 from hybridrec.runtime.session import is_debug
 from hybridrec.storage.tables import ensure_table, replace_rows, sql_str
 
@@ -289,13 +290,16 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
     if tc.fine_tune.enabled:
         final_path = run_dir / "fine_tuned.keras"
         posters = spark.table(ensure_table(spark, cfg.storage, S.POSTERS)).select(S.ITEM_ID, S.IMAGE)
-        histories[STAGE_FINE_TUNE] = fine_tune(spark, tc, spec, data, posters, head_path, final_path, cache_url)
-        report.epochs[STAGE_FINE_TUNE] = len(histories[STAGE_FINE_TUNE]["loss"])
-        b = spec.backbones[0]
-        predict = prediction_column(str(final_path), "image", spec.input_size, spec.resize, preprocess_mode(b))
-        final_pred = with_predictions(data.drop(S.VECTOR).join(posters, S.ITEM_ID), predict, S.IMAGE) \
-            .drop(S.IMAGE).persist()
-        report.metrics[STAGE_FINE_TUNE] = _evaluate_splits(final_pred, report.genres)
+        # images cross into Python in Arrow batches of embed.arrow_batch_size rows (Spark's default,
+        # 10,000, is 1.5 GB of 224x224 pixels per batch), and any worker crash ends in one line
+        with arrow_batch_rows(spark, cfg.embed.arrow_batch_size), worker_crash_as_error("train.fine_tune"):
+            histories[STAGE_FINE_TUNE] = fine_tune(spark, tc, spec, data, posters, head_path, final_path, cache_url)
+            report.epochs[STAGE_FINE_TUNE] = len(histories[STAGE_FINE_TUNE]["loss"])
+            b = spec.backbones[0]
+            predict = prediction_column(str(final_path), "image", spec.input_size, spec.resize, preprocess_mode(b))
+            final_pred = with_predictions(data.drop(S.VECTOR).join(posters, S.ITEM_ID), predict, S.IMAGE) \
+                .drop(S.IMAGE).persist()
+            report.metrics[STAGE_FINE_TUNE] = _evaluate_splits(final_pred, report.genres)
     report.model_uri = str(final_path)
 
     # artifacts: loss plot, metrics, genres
