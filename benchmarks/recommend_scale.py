@@ -343,7 +343,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
         "The floor does not re-tune min_lift (the job's carve-out of at most "
         f"{cfg.recommend.cold_start.lift_customers:,} customers: split, rating neighbours, one scoring for every "
         "lift); the job's time includes it, so the ratio is an upper bound of the job's overhead. Both write the "
-        f"'new for you' lists too ({len(new_ids):,} items released within {cfg.recommend.new.max_age_days} days).",
+        f"'new for you' lists too ({len(new_ids):,} items released within {cfg.recommend.new.max_age_days} days; the "
+        "floor takes the young items only, with no cold scorer: here every item has enough ratings, so the job's "
+        "new items are the same and its cold-start model scores none).",
         *report.lines(),
         f"identical top-{TOP_N} lists (items and scores to 1e-9) job vs floor on {len(floor_sample)} sampled "
         f"customers: {same}",

@@ -264,9 +264,7 @@ class SimilarityConf:
     max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
     top_k: int = 50
     block_size: int = 500  # no task holds more than block_size^2 scores
-    # vectors (and, for rating cosine, the ratings at 12 bytes each) up to this size are broadcast to
-    # item-chunk tasks; larger: sub-block joins (vectors) or summed per-customer partials (ratings)
-    broadcast_max_mb: int = 1024
+    broadcast_max_mb: int = 1024  # vectors up to this size are broadcast to item-chunk tasks; larger: sub-block joins
     # Blend with rating-based item-item cosine: s = w * n / (n + shrinkage) * rating_cos + (1 - w) * image_sim,
     # w = rating_weight, n = the pair's co-raters; a missing side counts 0. 1 = the hybrid's neighbours:
     # rating cosine only (no poster search; new items go to the cold-start model); 0 = the paper.
@@ -274,6 +272,9 @@ class SimilarityConf:
     rating_shrinkage: float = 0.0
     rating_min_support: int = 1  # co-raters a rating pair needs
     rating_max_history: int = 500  # latest ratings per customer used for rating similarity (0 = all)
+    # ratings up to this size are collected once and broadcast to item-range tasks (24 bytes a rating:
+    # both orientations, what each Python worker holds); larger: summed per-customer partials
+    rating_broadcast_max_mb: int = 2048
 
     def __post_init__(self) -> None:
         if self.top_k < 1 or self.block_size < 2:

@@ -222,7 +222,7 @@ NEW_ITEM_RECOMMENDATIONS_SCHEMA = StructType(
         _f(ITEM_ID, LongType(), False, "A new item (young or thinly rated at the run date) the customer never rated"),
         _f(SCORE, DoubleType(), False, "cold_start: the fitted probability of relevance; neighbors: as in recommendations"),
         _f(BECAUSE_ITEM_ID, LongType(), True, "The rated item that contributed most (null for cold_start rows)"),
-        _f(SOURCE, StringType(), False, "cold_start (the hybrid's cold-start model) or neighbors"),
+        _f(SOURCE, StringType(), False, "What ranked it, as in recommendations: cold_start (the hybrid's cold-start model), neighbors, ..."),
         _f(RUN_ID, StringType(), False, "Run that computed it"),
     ]
 )

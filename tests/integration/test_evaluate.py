@@ -337,6 +337,20 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
     for _, g in new.groupby(S.CUSTOMER_ID):
         assert sorted(g[S.RANK]) == list(range(1, len(g) + 1)) and len(g) <= nc.top_k
     assert any(line.startswith(S.NEW_ITEM_RECOMMENDATIONS) for line in report.lines())
+    # the one-pass lists equal the model's own two-pass answer: recommend(None, k, candidates=new)
+    from hybridrec.models.registry import make_model
+    from hybridrec.stages.inputs import run_neighbors
+    from hybridrec.stages.recommend import new_item_ids
+
+    fitted = make_model("hybrid", ModelConf.from_config(hybrid)).fit(
+        fit_data(spark, hybrid, ratings, run_neighbors(spark, hybrid)))
+    two = fitted.recommend(None, nc.top_k, candidates=new_item_ids(items, ratings, hybrid.run_date, nc)) \
+        .toPandas().sort_values([S.CUSTOMER_ID, S.RANK])
+    one = new.sort_values([S.CUSTOMER_ID, S.RANK])
+    assert one[[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SOURCE]].values.tolist() == \
+        two[[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SOURCE]].values.tolist()
+    np.testing.assert_allclose(one[S.SCORE].to_numpy(), two[S.SCORE].to_numpy(), rtol=1e-9)
+    assert one[S.BECAUSE_ITEM_ID].fillna(-1).tolist() == two[S.BECAUSE_ITEM_ID].fillna(-1).tolist()
     # what is evaluated is what is served: the evaluate stage's hybrid, fitted on the same ratings
     # (computing its neighbours itself, as it does on a training part), gives the same lists
     data = training_fit_data(spark, hybrid, ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP))

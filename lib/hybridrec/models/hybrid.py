@@ -94,7 +94,7 @@ class LiftChoice:
     def lines(self) -> list[str]:
         terms = "; ".join(f"{lift:g}: nDCG {self.ndcg[lift]:.4f}, new-item recall {self.new_recall[lift]:.4f}"
                           for lift in sorted(self.ndcg))
-        return [f"min_lift carve-out (best new-item recall within {self.max_loss:.0%} of the best nDCG, "
+        return [f"min_lift carve-out (best new-item recall within {self.max_loss * 100:g}% of the best nDCG, "
                 f"{self.new_customers} customers with a new item held out): {terms}"]
 
 

@@ -248,7 +248,9 @@ def _because(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix, nm:
     k = r_liked.indices[np.repeat(starts, per) + offs]
     rk = r_liked.data[np.repeat(starts, per) + offs]
     sim = np.asarray(nm.csr()[k, cols[pair]]).ravel()
-    contrib = rk * sim
+    # a liked item with no pair to j never explains it (with negative similarities, as EASE has, the
+    # best real contribution can be below 0): so a matrix restricted to some columns gives the same
+    contrib = np.where(sim != 0, rk * sim, -np.inf)
     order = np.lexsort((k, -contrib, pair))
     pair_sorted = pair[order]
     first = np.r_[0, np.nonzero(np.diff(pair_sorted))[0] + 1]

@@ -7,8 +7,8 @@ norms run over all of an item's ratings; ``support`` is the number of co-raters.
 history can be capped to its latest ``max_history`` ratings, which bounds the quadratic pair count
 a heavy rater contributes (0 = no cap). Two paths compute the same neighbours:
 
-* **broadcast** (when the ratings fit ``broadcast_max_mb`` at 12 bytes a rating, and the driver's
-  ``spark.driver.maxResultSize``): the ratings are collected once as a sparse matrix (Arrow blobs,
+* **broadcast** (when the ratings fit ``broadcast_max_mb`` at 24 bytes a rating - both orientations,
+  what each Python worker holds - and the driver's ``spark.driver.maxResultSize``): the ratings are collected once as a sparse matrix (Arrow blobs,
   no shuffle; histories are capped, and collected again, only when some customer has more than
   ``max_history``) and broadcast; each task owns a range of items (split by the work their rows
   cost) and computes their rows of the Gram matrix X^T X with sparse products in chunks of bounded
@@ -40,7 +40,8 @@ SUPPORT = "support"
 DOT = "_dot"
 PAIR_SCHEMA = f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {DOT} double, {SUPPORT} long"
 RANKED_SCHEMA = f"{S.ITEM_ID} long, {S.NEIGHBOR_ID} long, {S.SIMILARITY} double, {SUPPORT} long, {S.RANK} int"
-BYTES_PER_RATING = 12  # the broadcast matrix: a float64 rating and an int32 customer index
+BYTES_PER_RATING = 24  # the broadcast matrix, both ways round: a float64 rating and an int32 index each
+COLLECTED_PER_RATING = 13  # what the driver collects: the same once, plus the blobs' customer ids
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class RatingSimParams:
     min_support: int = 1  # co-raters a pair needs
     max_history: int = 500  # latest ratings per customer used (0 = all)
     chunk_rows: int = 200_000  # ratings per sparse product inside a task
-    broadcast_max_mb: int = 1024  # ratings up to this size (12 bytes each) take the broadcast path
+    broadcast_max_mb: int = 2048  # ratings up to this size (24 bytes each) take the broadcast path
     max_cells: int = 1 << 22  # broadcast path: Gram cells a task holds at once (rows x items)
     # the pairs' co-rater counts (what shrinkage weighs); without, the broadcast path leaves them null
     support: bool = True
@@ -70,21 +71,21 @@ def _pair_partials(pdf: pd.DataFrame) -> pd.DataFrame:
                          SUPPORT: np.asarray(cnt[i, j]).ravel().astype(np.int64)})
 
 
-def capped_history(ratings: DataFrame, max_history: int) -> tuple[DataFrame, int]:
-    """Each customer's latest ``max_history`` ratings (ties by item id; all when 0), and how many
-    ratings that leaves. One count per customer finds the customers over the cap; only theirs are
-    sorted, and when there are none the ratings are returned as they are."""
-    counts = ratings.groupBy(S.CUSTOMER_ID).count().localCheckpoint(eager=True)
-    kept = F.least(F.col("count"), F.lit(max_history)) if max_history > 0 else F.col("count")
-    total, most = counts.agg(F.sum(kept), F.max("count")).first() or (0, 0)
-    if max_history <= 0 or not most or most <= max_history:
-        return ratings, int(total or 0)
-    heavy = counts.filter(F.col("count") > max_history).select(S.CUSTOMER_ID)
+def capped_history(ratings: DataFrame, max_history: int) -> DataFrame:
+    """Each customer's latest ``max_history`` ratings (ties by item id); all when 0. One count per
+    customer finds the customers over the cap; only theirs are sorted, and when there are none the
+    ratings are returned as they are."""
+    if max_history <= 0:
+        return ratings
+    counts = ratings.groupBy(S.CUSTOMER_ID).count()
+    heavy = counts.filter(F.col("count") > max_history).select(S.CUSTOMER_ID).localCheckpoint(eager=True)
+    if heavy.isEmpty():
+        return ratings
     light = ratings.join(heavy, S.CUSTOMER_ID, "left_anti")
     w = Window.partitionBy(S.CUSTOMER_ID).orderBy(F.desc(S.TIMESTAMP), F.asc(S.ITEM_ID))
     capped = ratings.join(heavy, S.CUSTOMER_ID, "left_semi").withColumn("_h", F.row_number().over(w)) \
         .filter(F.col("_h") <= max_history).drop("_h")
-    return light.unionByName(capped), int(total)
+    return light.unionByName(capped)
 
 
 @dataclass(frozen=True)
@@ -196,15 +197,13 @@ def _result_limit(spark: SparkSession) -> int:
 
 
 def fits_broadcast(spark: SparkSession, n_ratings: int, params: RatingSimParams) -> bool:
-    """Whether ``n_ratings`` at 12 bytes each are within ``broadcast_max_mb`` and within 80% of
-    ``spark.driver.maxResultSize`` (the driver collects them once)."""
+    """Whether ``n_ratings`` at 24 bytes each are within ``broadcast_max_mb``, and what the driver
+    collects (about 13 bytes each) within 80% of ``spark.driver.maxResultSize``."""
     if params.broadcast_max_mb <= 0 or n_ratings <= 0:
         return False
-    limit = params.broadcast_max_mb * 1024 * 1024
     result = _result_limit(spark)
-    if result > 0:
-        limit = min(limit, int(0.8 * result))
-    return n_ratings * BYTES_PER_RATING <= limit
+    return n_ratings * BYTES_PER_RATING <= params.broadcast_max_mb * 1024 * 1024 and \
+        (result <= 0 or n_ratings * COLLECTED_PER_RATING <= 0.8 * result)
 
 
 ASSEMBLY_ROWS = 2_000_000  # ratings per binary blob when the matrix is assembled
@@ -292,9 +291,9 @@ def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: in
     if fits_broadcast(spark, rows.count(), params):  # a Delta table's count comes from its log
         m = collect_rating_matrix(rows)
         if params.max_history > 0 and m.customers and int(m.history_lengths().max()) > params.max_history:
-            m = collect_rating_matrix(capped_history(rows, params.max_history)[0])  # heavy raters: cap, again
+            m = collect_rating_matrix(capped_history(rows, params.max_history))  # heavy raters: cap, again
         return broadcast_rating_neighbors(spark, m, params)
-    r = capped_history(rows, params.max_history)[0].select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING)
+    r = capped_history(rows, params.max_history).select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING)
     partials = map_customer_chunks(r, _pair_partials, PAIR_SCHEMA, partitions=partitions,
                                    max_rows=params.chunk_rows, fault_stage="similarity")
     pairs = partials.groupBy(S.ITEM_ID, S.NEIGHBOR_ID).agg(F.sum(DOT).alias(DOT), F.sum(SUPPORT).alias(SUPPORT)) \

@@ -44,7 +44,7 @@ class NeighborRecipe:
         image = SimilarityParams(sim.measure, sim.top_k, sim.block_size, sim.max_distance, sim.broadcast_max_mb) \
             if rating_weight < 1 else None
         rating = RatingSimParams(sim.top_k, sim.rating_min_support, sim.rating_max_history,
-                                 broadcast_max_mb=sim.broadcast_max_mb, support=rating_shrinkage > 0) \
+                                 broadcast_max_mb=sim.rating_broadcast_max_mb, support=rating_shrinkage > 0) \
             if rating_weight > 0 else None
         return cls(float(rating_weight), sim.top_k, float(rating_shrinkage) if rating else 0.0,
                    blocks if image else None, image, rating)

@@ -290,8 +290,9 @@ def run_train(spark: SparkSession, cfg: Config) -> TrainReport:
     if tc.fine_tune.enabled:
         final_path = run_dir / "fine_tuned.keras"
         posters = spark.table(ensure_table(spark, cfg.storage, S.POSTERS)).select(S.ITEM_ID, S.IMAGE)
-        # images cross into Python in Arrow batches of embed.arrow_batch_size rows (Spark's default,
-        # 10,000, is 1.5 GB of 224x224 pixels per batch), and any worker crash ends in one line
+        # images cross into Python in Arrow batches of embed.arrow_batch_size rows (at Spark's default,
+        # 10,000, the decoded training pixels alone are 1.5 GB a batch at 224x224), and any worker
+        # crash ends in one line
         with arrow_batch_rows(spark, cfg.embed.arrow_batch_size), worker_crash_as_error("train.fine_tune"):
             histories[STAGE_FINE_TUNE] = fine_tune(spark, tc, spec, data, posters, head_path, final_path, cache_url)
             report.epochs[STAGE_FINE_TUNE] = len(histories[STAGE_FINE_TUNE]["loss"])
