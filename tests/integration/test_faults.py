@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -144,8 +145,6 @@ def test_the_fault_hook_fails_only_first_attempts(spark: SparkSession, monkeypat
 
 
 def test_arrow_batches_are_capped_inside_the_block_and_the_setting_restored(spark: SparkSession) -> None:
-    import pandas as pd
-
     from hybridrec.runtime.guards import ARROW_BATCH_ROWS, arrow_batch_rows
 
     @F.pandas_udf("long")  # type: ignore[call-overload]
