@@ -461,3 +461,21 @@ def test_analyst_notebook_runs_headless(spark: SparkSession, evaluated: tuple[Co
     assert "popular" in set(results["ndcg"]["model"])  # the newest evaluate run (e2) scored popular
     assert results["genre_stats"]["movies"].sum() > 0
     assert (tmp_path / "genres.png").stat().st_size > 1000 and (tmp_path / "ndcg.png").stat().st_size > 1000
+
+
+def test_rating_neighbours_with_support_serve_a_recipe_that_does_not_read_it(spark: SparkSession) -> None:
+    """paper_rating's shrinkage reads the co-rater counts, item-kNN's recipe does not: fitted after
+    it on the same ratings, item-kNN reuses its neighbours instead of computing them again."""
+    from hybridrec.models.base import FitData
+    from hybridrec.neighbors.recipe import NeighborRecipe
+
+    def unused(*_: object) -> DataFrame:
+        raise AssertionError("a rating recipe reads no posters")
+
+    data = FitData(spark, as_df(spark, random_ratings(3)), spark.range(0), unused, unused, unused)
+    with_support = NeighborRecipe(1.0, 5, 2.0, rating=RatingSimParams(top_k=5, support=True))
+    without = NeighborRecipe(1.0, 5, 0.0, rating=RatingSimParams(top_k=5, support=False))
+    shrunk = data.neighbors(with_support).toPandas()
+    plain = data.neighbors(without).toPandas()
+    assert [k for k in data.cache if k[0] == "rating"] == [("rating", with_support.rating)]
+    assert len(plain) == len(shrunk) > 0

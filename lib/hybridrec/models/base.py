@@ -11,7 +11,7 @@ served. Models never read tables: the stage hands them DataFrames (:class:`FitDa
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar
 
 from pyspark.sql import DataFrame, SparkSession
@@ -70,6 +70,9 @@ class FitData:
         rating = image = None
         if recipe.rating is not None:
             rkey: tuple[Any, ...] = ("rating", recipe.rating)
+            with_support: tuple[Any, ...] = ("rating", replace(recipe.rating, support=True))
+            if rkey not in self.cache and with_support in self.cache:  # the same neighbours, and their support
+                rkey = with_support
             if rkey not in self.cache:
                 self.cache[rkey] = rating_neighbors(self.ratings, recipe.rating).localCheckpoint(eager=True)
             rating = self.cache[rkey]
