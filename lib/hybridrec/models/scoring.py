@@ -134,10 +134,7 @@ def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: Ne
         warm = sparse.diags((~np.isin(nm.item_ids, cold.catalogue.cold_ids)).astype(np.float64))
         scores = (scores @ warm).tocsr()
     scores.eliminate_zeros()
-    out_c, out_j, out_s = _top_n_rows(scores, n)
-    because = _because(out_c, out_j, r_liked, nm)
-    frame = pd.DataFrame({S.CUSTOMER_ID: cust_ids[out_c], S.ITEM_ID: nm.item_ids[out_j], S.SCORE: out_s,
-                          S.BECAUSE_ITEM_ID: nm.item_ids[because], S.SOURCE: SOURCE_NEIGHBORS})
+    frame, out_c = _neighbor_rows(scores, n, cust_ids, r_liked, nm)
     frames = [frame]
     if cold is not None:
         top = _cold_candidates(customers, items, ratings, cold, n, threshold)
@@ -156,14 +153,23 @@ def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: Ne
         keep = np.isin(nm.item_ids, new.items).astype(np.float64)  # the new items among the warm scores
         restricted = (scores @ sparse.diags(keep)).tocsr()
         restricted.eliminate_zeros()
-        nc, nj, ns = _top_n_rows(restricted, new.k)
-        nf = pd.DataFrame({S.CUSTOMER_ID: cust_ids[nc], S.ITEM_ID: nm.item_ids[nj], S.SCORE: ns,
-                           S.BECAUSE_ITEM_ID: nm.item_ids[_because(nc, nj, r_liked, nm)], S.SOURCE: SOURCE_NEIGHBORS})
+        nf, nc = _neighbor_rows(restricted, new.k, cust_ids, r_liked, nm)
         if new.cold is not None:
             top = _cold_candidates(customers, items, ratings, new.cold, new.k, threshold)
             nf = _with_cold(nf, nc, cust_ids, top, new.cold.slots, new.cold.min_probability, new.k)
         fresh = _ranked(nf)
     return out, fresh
+
+
+def _neighbor_rows(scores: sparse.csr_matrix, n: int, cust_ids: np.ndarray, r_liked: sparse.csr_matrix,
+                   nm: NeighborMatrix) -> tuple[pd.DataFrame, np.ndarray]:
+    """Each row's top-n of ``scores`` as neighbour rows with their "because" item, and the row
+    index of each (what :func:`_with_cold` counts the warm picks by)."""
+    out_c, out_j, out_s = _top_n_rows(scores, n)
+    frame = pd.DataFrame({S.CUSTOMER_ID: cust_ids[out_c], S.ITEM_ID: nm.item_ids[out_j], S.SCORE: out_s,
+                          S.BECAUSE_ITEM_ID: nm.item_ids[_because(out_c, out_j, r_liked, nm)],
+                          S.SOURCE: SOURCE_NEIGHBORS})
+    return frame, out_c
 
 
 def _cold_candidates(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cold: ColdScorer, n: int,
