@@ -21,6 +21,7 @@ from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, Str
 
 from hybridrec import schemas as S
 from hybridrec.neighbors.kernels import SIDE, Catalogue, SimilarityParams, chunk_neighbors, pair_task
+from hybridrec.runtime.batches import map_broadcast_units
 from hybridrec.runtime.collect import collect_vectors
 from hybridrec.runtime.faults import maybe_fail
 
@@ -154,17 +155,12 @@ def broadcast_neighbors(spark: SparkSession, cat: Catalogue, params: SimilarityP
     rows = cat.member_rows()
     chunks = [rows[lo:lo + params.block_size] for lo in range(0, len(rows), params.block_size)]
     n = max(min(len(chunks), CHUNK_TASKS_PER_CORE * spark.sparkContext.defaultParallelism), 1)
-    b_cat = spark.sparkContext.broadcast(cat)
-    b_chunks = spark.sparkContext.broadcast(chunks)
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        maybe_fail("similarity")
-        for pdf in batches:
-            for t in pdf["id"].tolist():
-                yield chunk_neighbors(b_chunks.value[int(t)], b_cat.value, params)
+    def work(chunk: np.ndarray, catalogue: Catalogue) -> pd.DataFrame:
+        return chunk_neighbors(chunk, catalogue, params)
 
-    tasks = spark.range(0, len(chunks), 1, numPartitions=n)  # range splits evenly: consecutive chunks
-    return tasks.mapInPandas(run, NEIGHBOR_SCHEMA), len(chunks)  # type: ignore[arg-type]
+    return map_broadcast_units(spark, cat, chunks, work, NEIGHBOR_SCHEMA, partitions=n,
+                               fault_stage="similarity"), len(chunks)
 
 
 def collect_catalogue(vectors: DataFrame, memberships: DataFrame, measure: str) -> Catalogue:

@@ -33,8 +33,7 @@ from scipy import sparse
 from hybridrec import schemas as S
 from hybridrec.neighbors.blocked import CHUNK_TASKS_PER_CORE, rank_neighbors
 from hybridrec.neighbors.kernels import topk_candidates
-from hybridrec.runtime.batches import map_customer_chunks
-from hybridrec.runtime.faults import maybe_fail
+from hybridrec.runtime.batches import map_broadcast_units, map_customer_chunks
 
 SUPPORT = "support"
 DOT = "_dot"
@@ -268,18 +267,12 @@ def collect_rating_matrix(ratings: DataFrame) -> RatingMatrix:
 def broadcast_rating_neighbors(spark: SparkSession, m: RatingMatrix, params: RatingSimParams) -> DataFrame:
     """The broadcast path (module docstring): the collected ratings -> ranked neighbours."""
     ranges = m.ranges(CHUNK_TASKS_PER_CORE * spark.sparkContext.defaultParallelism)
-    b_m = spark.sparkContext.broadcast(m)
-    b_ranges = spark.sparkContext.broadcast(ranges)
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        maybe_fail("similarity")
-        for pdf in batches:
-            for t in pdf["id"].tolist():
-                lo, hi = b_ranges.value[int(t)]
-                yield gram_neighbors(b_m.value, lo, hi, params)
+    def work(bounds: tuple[int, int], matrix: RatingMatrix) -> pd.DataFrame:
+        return gram_neighbors(matrix, bounds[0], bounds[1], params)
 
-    tasks = spark.range(0, len(ranges), 1, numPartitions=max(len(ranges), 1))
-    return tasks.mapInPandas(run, RANKED_SCHEMA)  # type: ignore[arg-type]
+    return map_broadcast_units(spark, m, ranges, work, RANKED_SCHEMA, partitions=len(ranges),
+                               fault_stage="similarity")
 
 
 def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: int = 0) -> DataFrame:

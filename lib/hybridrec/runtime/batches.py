@@ -4,10 +4,10 @@ their customers. Scoring (recommend, evaluate) and rating similarity all run on 
 per task is bounded by ``max_rows`` however many customers there are."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from hybridrec import schemas as S
 from hybridrec.runtime.faults import maybe_fail
@@ -62,3 +62,24 @@ def map_customer_chunks(rows: DataFrame, fn: Callable[[pd.DataFrame], pd.DataFra
 
     return rows.repartition(parts, S.CUSTOMER_ID).sortWithinPartitions(S.CUSTOMER_ID) \
         .mapInPandas(run, schema)  # type: ignore[arg-type]
+
+
+def map_broadcast_units(spark: SparkSession, payload: Any, units: Sequence[Any],
+                        fn: Callable[[Any, Any], pd.DataFrame], schema: str, *, partitions: int,
+                        fault_stage: str | None = None) -> DataFrame:
+    """``fn(unit, payload)`` for every unit of work, the payload and the units broadcast once (each
+    executor loads them once), the units spread over ``partitions`` tasks in order (``spark.range``
+    splits evenly, so a task takes consecutive units); ``fn`` returns final rows of ``schema``, so
+    nothing is shuffled. ``fault_stage`` as for :func:`map_customer_chunks`."""
+    b_payload = spark.sparkContext.broadcast(payload)
+    b_units = spark.sparkContext.broadcast(list(units))
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        if fault_stage is not None:
+            maybe_fail(fault_stage)
+        for pdf in batches:
+            for t in pdf["id"].tolist():
+                yield fn(b_units.value[int(t)], b_payload.value)
+
+    tasks = spark.range(0, len(units), 1, numPartitions=max(partitions, 1))
+    return tasks.mapInPandas(run, schema)  # type: ignore[arg-type]
