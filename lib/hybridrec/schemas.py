@@ -215,16 +215,16 @@ RECOMMENDATIONS_CURRENT_SCHEMA = StructType(
      for f in RECOMMENDATIONS_SCHEMA.fields]
 )
 
+# "New for you": the same columns as recommendations, some described for its rows
+_NEW_ITEM_COMMENTS = {
+    ITEM_ID: "A new item (young or thinly rated at the run date) the customer never rated",
+    SCORE: "cold_start: the fitted probability of relevance; neighbors: as in recommendations",
+    BECAUSE_ITEM_ID: "The rated item that contributed most (null for cold_start rows)",
+    SOURCE: "What ranked it, as in recommendations: cold_start (the hybrid's cold-start model), neighbors, ...",
+}
 NEW_ITEM_RECOMMENDATIONS_SCHEMA = StructType(
-    [
-        _f(CUSTOMER_ID, LongType(), False, "Customer id"),
-        _f(RANK, IntegerType(), False, "1 = best"),
-        _f(ITEM_ID, LongType(), False, "A new item (young or thinly rated at the run date) the customer never rated"),
-        _f(SCORE, DoubleType(), False, "cold_start: the fitted probability of relevance; neighbors: as in recommendations"),
-        _f(BECAUSE_ITEM_ID, LongType(), True, "The rated item that contributed most (null for cold_start rows)"),
-        _f(SOURCE, StringType(), False, "What ranked it, as in recommendations: cold_start (the hybrid's cold-start model), neighbors, ..."),
-        _f(RUN_ID, StringType(), False, "Run that computed it"),
-    ]
+    [_f(f.name, f.dataType, f.nullable, _NEW_ITEM_COMMENTS[f.name]) if f.name in _NEW_ITEM_COMMENTS else f
+     for f in RECOMMENDATIONS_SCHEMA.fields]
 )
 
 ITEM_CATEGORIES_SCHEMA = StructType(
