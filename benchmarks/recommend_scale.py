@@ -51,6 +51,7 @@ from hybridrec.models.scoring import LIST, LIST_MAIN, NeighborMatrix, NewList, s
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _memory import PeakRss, local_jvm, spark_processes, this_process, this_process_tree  # noqa: E402
+from _results import config_block, write_results  # noqa: E402
 
 TOP_N, THRESHOLD = 10, 3.0
 RATING_P = np.array([0.06, 0.11, 0.27, 0.34, 0.22])
@@ -200,9 +201,6 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, work: Path) -> int:
-    import dataclasses
-    import json
-
     cores = os.cpu_count() or 1
     samples = sorted(float(x) for x in args.samples.split(","))
     overrides = [
@@ -350,17 +348,11 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"identical top-{TOP_N} lists (items and scores to 1e-9) job vs floor on {len(floor_sample)} sampled "
         f"customers: {same}",
         "",
-        "config (recommend):",
-        "```json",
-        json.dumps(dataclasses.asdict(cfg.recommend), indent=1, default=str),
-        "```",
+        *config_block("recommend", cfg.recommend),
         "",
         f"headline: recommend_job_vs_scipy_floor {job_s / floor_s:.2f}",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

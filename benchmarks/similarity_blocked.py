@@ -39,6 +39,7 @@ from hybridrec.neighbors.kernels import SimilarityParams, normalise  # noqa: E40
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _memory import PeakRss, spark_processes, this_process  # noqa: E402
+from _results import write_results  # noqa: E402
 
 
 def catalogue(n: int, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
@@ -280,10 +281,7 @@ def main() -> int:
         "",
         f"headline: similarity_spark_vs_faiss {ratio:.2f}",
     ]
-    out_md = Path(args.out)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     spark.stop()
     return 0
 

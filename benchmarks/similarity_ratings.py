@@ -28,9 +28,7 @@ last line printed is the headline.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -51,6 +49,7 @@ from hybridrec import schemas as S  # noqa: E402
 from hybridrec.config import load_config  # noqa: E402
 
 from _memory import PeakRss, local_jvm, spark_processes, this_process, this_process_tree  # noqa: E402
+from _results import config_block, write_results  # noqa: E402
 from recommend_scale import make_data  # noqa: E402
 
 _X: sparse.csr_matrix | None = None  # customers x items (the floor's workers inherit it by fork)
@@ -233,17 +232,11 @@ def run(args: argparse.Namespace, work: Path) -> int:
         *shuffle_lines,
         *report.lines(),
         "",
-        "config (similarity):",
-        "```json",
-        json.dumps(dataclasses.asdict(cfg.similarity), indent=1, default=str),
-        "```",
+        *config_block("similarity", cfg.similarity),
         "",
         f"headline: rating_similarity_job_vs_scipy_floor {ratio:.2f}",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

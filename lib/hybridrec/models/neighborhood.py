@@ -53,7 +53,6 @@ class FittedNeighbors(Fitted):
         return score_customers(self.data.spark, history, nm, fallback, n, self.rc.threshold, self.rc.partitions,
                                self.rc.batch_rows, cold)
 
-
     def recommend_lists(self, n: int, new: DataFrame, k: int) -> DataFrame:
         """Both lists from one scoring pass (:func:`score_batch_lists`): the new list is the top-k
         of the same neighbour scores restricted to ``new``, and of the cold scorer restricted to it."""

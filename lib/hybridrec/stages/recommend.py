@@ -71,6 +71,14 @@ def new_item_ids(items: DataFrame, ratings: DataFrame, run_date: dt.date, conf: 
         .filter(young | (F.coalesce(F.col("_n"), F.lit(0)) < conf.max_ratings)).select(S.ITEM_ID)
 
 
+def _write_run(spark: SparkSession, table: str, lists: DataFrame, top_n: int, run_id: str) -> None:
+    """This run's lists into ``table`` (its rows replaced in one commit), under a CHECK that every
+    rank is within 1..top_n, added before the write it checks."""
+    ensure_rank_bound(spark, table, top_n)
+    replace_rows(spark, table, lists, f"{S.RUN_ID} = {sql_str(run_id)}",
+                 compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
+
+
 def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
     """Recommendations for every customer with ratings (see the module doc)."""
     rc = cfg.recommend
@@ -97,18 +105,14 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
     report.fallback_customers = recs.filter(F.col(S.SOURCE).startswith("fallback")).select(S.CUSTOMER_ID) \
         .distinct().count()
     report.cold_rows = recs.filter(F.col(S.SOURCE) == SOURCE_COLD_START).count()
-    ensure_rank_bound(spark, out, rc.top_n)  # CHECK rank within 1..top_n, before the write it checks
-    replace_rows(spark, out, recs, f"{S.RUN_ID} = {sql_str(cfg.run_id)}",
-                 compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
+    _write_run(spark, out, recs, rc.top_n, cfg.run_id)
     report.current = merge_current(spark, cfg.storage, recs, cfg.run_id, rc.top_n)
     if rc.new.top_k > 0:
         new_out = ensure_table(spark, cfg.storage, S.NEW_ITEM_RECOMMENDATIONS)
         new_recs = both.filter(F.col(LIST) == LIST_NEW).drop(LIST)
         report.new_rows = new_recs.count()
         report.new_customers = new_recs.select(S.CUSTOMER_ID).distinct().count()
-        ensure_rank_bound(spark, new_out, rc.new.top_k)
-        replace_rows(spark, new_out, new_recs, f"{S.RUN_ID} = {sql_str(cfg.run_id)}",
-                     compare_cols=[S.CUSTOMER_ID, S.RANK, S.ITEM_ID, S.SCORE, S.BECAUSE_ITEM_ID, S.SOURCE])
+        _write_run(spark, new_out, new_recs, rc.new.top_k, cfg.run_id)
     both.unpersist()
     create_latest_recommendations_view(spark, cfg.storage)
     return report
