@@ -50,11 +50,17 @@ Gain = Literal["graded", "binary"]
 # each of their genres. Every name is a registered hybridrec.models recommender.
 ModelName = Literal["popular", "item_knn", "als", "ease", "visual", "paper", "paper_rating", "hybrid", "random",
                     "genre_affinity"]
-ColdFeature = Literal["prior", "vote_average", "genre", "image"]
+# the cold-start model's features (hybridrec.models.coldstart): prior and vote_average are TMDB
+# metadata, which a brand-new release lacks; genre, image and cf are content (the regime every item has)
+ColdFeature = Literal["prior", "vote_average", "genre", "image", "cf"]
+# what the content -> CF map reads: the poster vector, the genres, the release decade
+MapInput = Literal["image", "genre", "decade"]
 
 EVAL_MODELS: tuple[str, ...] = typing.get_args(ModelName)
 DEFAULT_EVAL_MODELS = ("popular", "item_knn", "als", "visual", "paper", "hybrid")
 COLD_FEATURES: tuple[str, ...] = typing.get_args(ColdFeature)
+CONTENT_FEATURES: tuple[str, ...] = ("genre", "image", "cf")  # the features an item without metadata has
+MAP_INPUTS: tuple[str, ...] = typing.get_args(MapInput)
 
 
 def _fail(key: str, what: str) -> UserError:
@@ -364,6 +370,11 @@ class ColdStartConf:
     relevant: float = 4.0  # a hidden rating >= this is a positive
     l2: float = 1.0
     image_neighbors: int = 50  # poster neighbours per cold item (centred cosine, among rated items)
+    # the cf feature: a ridge map from content (map_inputs) to PureSVD item factors of the liked
+    # ratings, its L2 chosen from map_l2_grid on a seeded carve-out of the rated items
+    factors: int = 32
+    map_inputs: list[MapInput] = field(default_factory=lambda: list(MAP_INPUTS))  # type: ignore[arg-type]
+    map_l2_grid: list[float] = field(default_factory=lambda: [1.0, 10.0, 100.0, 1000.0])
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -379,6 +390,9 @@ class ColdStartConf:
                 or self.l2 < 0 or self.fit_pairs < 1 or self.lift_customers < 1:
             raise UserError("config keys 'recommend.cold_start.fit_fraction' in (0, 1), 'slots' >= 0, "
                             "'max_ratings' >= 1, 'fit_customers', 'fit_pairs', 'lift_customers' >= 1 and 'l2' >= 0")
+        if self.factors < 1 or not self.map_l2_grid or any(x <= 0 for x in self.map_l2_grid) or not self.map_inputs:
+            raise UserError("config keys 'recommend.cold_start.factors' >= 1, 'map_l2_grid' of values > 0 and "
+                            f"'map_inputs' (a non-empty list of {', '.join(MAP_INPUTS)})")
 
 
 @dataclass(frozen=True)

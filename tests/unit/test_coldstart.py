@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dataclasses import replace
+
 from hybridrec.models.coldstart import (
-    FEATURES, ColdModel, ColdScorer, build_catalogue, carve_out, centred_unit, cold_features, fit_cold_model,
-    fit_logistic, image_neighbours)
+    FEATURES, ColdModel, ColdModels, ColdScorer, ItemArrays, build_catalogue, carve_out, centred_unit, cold_features,
+    fit_cold_model, fit_content_map, fit_logistic, image_neighbours)
 from hybridrec.models.scoring import SOURCE_COLD_START, SOURCE_NEIGHBORS, NeighborMatrix, score_batch, score_batch_lifts
 from hybridrec.testing.references import reference_features
 
@@ -29,12 +31,18 @@ def test_features_equal_the_loop_reference() -> None:
     vectors = rng.normal(size=(len(vec_ids), 8)).astype(np.float32) + 3.0  # a shared direction, as CNN features
     cold = np.array([2, 5, 9, 17, 30], dtype=np.int64)
     rated = np.setdiff1d(np.arange(1, 31), cold)
-    cat = build_catalogue(items, cold, rated, vec_ids, vectors, k=4)
+    fit_rows = pd.DataFrame([(c, int(i), float(rng.integers(1, 6))) for c in range(100, 140)
+                             for i in rng.choice(rated, 10, replace=False)], columns=["customer_id", "item_id", "rating"])
+    cmap = fit_content_map(fit_rows, ItemArrays.of(items), vec_ids, vectors, inputs=("image", "genre", "decade"),
+                           factors=4, l2_grid=(1.0,), threshold=3.0, seed=0)
+    assert cmap is not None
+    cat = build_catalogue(items, cold, rated, vec_ids, vectors, k=4, content_map=cmap)
+    assert cat.factors.shape == (30, 4) and np.abs(cat.cold_factors).sum() > 0
     rows = [(c, int(i), float(rng.integers(1, 6))) for c in (7, 8, 11) for i in rng.choice(30, 9, replace=False) + 1]
     rows.append((12, 9, 5.0))  # a customer who rated a cold item only
     c, i, r = (np.array(x) for x in zip(*rows))
     cust, x, rated_mask = cold_features(c, i, r, cat, threshold=3.0)
-    assert x.shape == (4, len(cold), len(FEATURES))
+    assert x.shape == (4, len(cold), len(FEATURES)) and np.abs(x[..., FEATURES.index("cf")]).sum() > 0
     for a, cust_id in enumerate(cust):
         history = {int(ii): float(rr) for cc, ii, rr in rows if cc == cust_id}
         for b, item in enumerate(cat.cold_ids):
@@ -110,10 +118,11 @@ def test_fit_sees_only_the_ratings_it_is_given_and_learns_the_signal() -> None:
     vectors = rng.normal(size=(200, 8)).astype(np.float32)
     model = fit_cold_model(ratings, items, ids, vectors, features=["prior", "genre", "image"], fraction=0.2, seed=0,
                            threshold=3.0, relevant=4.0, neighbours=10, l2=1.0)
-    assert model.features == ("prior", "genre", "image")
-    w = dict(zip(model.features, model.weights))
+    assert model.metadata.features == ("prior", "genre", "image")
+    assert model.content.features == ("genre", "image")  # the regime without TMDB metadata
+    w = dict(zip(model.metadata.features, model.metadata.weights))
     assert w["prior"] > 0.2 and w["genre"] > 0.2
-    assert 0 < model.base_rate < 0.5
+    assert 0 < model.base_rate < 0.5 and model.content.base_rate == model.base_rate
     hidden = carve_out(ratings, 0.2, 0)
     assert len(hidden) == round(0.2 * ratings["item_id"].nunique()) and np.isin(hidden, ratings["item_id"]).all()
 
@@ -137,8 +146,9 @@ def test_the_fit_in_customer_chunks_is_the_fit_in_one_piece() -> None:
     kw = dict(features=list(FEATURES), fraction=0.2, seed=0, threshold=3.0, relevant=4.0, neighbours=10, l2=1.0)
     whole = fit_cold_model(ratings, items, ids, vectors, **kw)  # type: ignore[arg-type]
     chunked = fit_cold_model(ratings, items, ids, vectors, max_cells=97, **kw)  # type: ignore[arg-type]
-    np.testing.assert_allclose(chunked.weights, whole.weights, rtol=1e-9, atol=1e-12)
-    assert chunked.bias == pytest.approx(whole.bias, rel=1e-9) and chunked.base_rate == whole.base_rate
+    for a, b in ((chunked.metadata, whole.metadata), (chunked.content, whole.content)):
+        np.testing.assert_allclose(a.weights, b.weights, rtol=1e-9, atol=1e-12)
+        assert a.bias == pytest.approx(b.bias, rel=1e-9) and a.base_rate == b.base_rate
 
 
 def test_a_uniform_pair_sample_bounds_the_fit_and_keeps_it_calibrated() -> None:
@@ -152,8 +162,8 @@ def test_a_uniform_pair_sample_bounds_the_fit_and_keeps_it_calibrated() -> None:
     sampled = fit_cold_model(ratings, items, ids, vectors, max_pairs=pairs // 10, max_cells=5000,
                              **kw)  # type: ignore[arg-type]
     assert sampled.base_rate == pytest.approx(whole.base_rate, rel=0.15)
-    np.testing.assert_allclose(sampled.weights, whole.weights, rtol=0.35)
-    assert not np.allclose(sampled.weights, whole.weights, rtol=1e-6)  # it did sample
+    np.testing.assert_allclose(sampled.metadata.weights, whole.metadata.weights, rtol=0.35)
+    assert not np.allclose(sampled.metadata.weights, whole.metadata.weights, rtol=1e-6)  # it did sample
 
 
 def test_top_k_by_argpartition_is_the_full_lexsort_ties_included() -> None:
@@ -187,9 +197,9 @@ def _scorer(cold_ids: np.ndarray, probs: dict[int, float], slots: int, min_p: fl
                           "vote_count": 0.0, "vote_average": 0.0})
     cat = build_catalogue(items, ids, np.arange(1, 21), np.zeros(0, np.int64), np.zeros((0, 4), np.float32), 5)
     logit = np.array([np.log(probs[int(i)] / (1 - probs[int(i)])) for i in ids])
-    cat = type(cat)(cat.cold_ids, logit, cat.vote_average, cat.item_ids, cat.item_genres, cat.cold_genres, cat.image)
+    cat = replace(cat, prior=logit)
     model = ColdModel(("prior",), np.array([1.0]), 0.0, np.zeros(1), np.ones(1), 0.1)
-    return ColdScorer(cat, model, slots, min_p / model.base_rate)  # lift x base rate = min_p
+    return ColdScorer(cat, ColdModels(model, model), slots, min_p / model.base_rate)  # lift x base rate = min_p
 
 
 def test_cold_items_take_the_last_slots_when_confident_and_fill_short_lists() -> None:
@@ -269,3 +279,135 @@ def test_the_new_list_from_the_same_pass_equals_scoring_with_only_the_new_items(
     assert set(fresh["item_id"]) <= set(new_ids.tolist())
     pd.testing.assert_frame_equal(fresh[want.columns], want, check_dtype=False)
 
+
+
+def _liked_matrix(rows: pd.DataFrame, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    liked = rows[rows["rating"] > threshold]
+    items = np.sort(liked["item_id"].unique())
+    custs = np.sort(liked["customer_id"].unique())
+    b = np.zeros((len(custs), len(items)))
+    for c, i in zip(liked["customer_id"], liked["item_id"]):
+        b[np.searchsorted(custs, c), np.searchsorted(items, i)] = 1.0
+    return items, b
+
+
+def test_puresvd_factors_equal_a_dense_svd() -> None:
+    from hybridrec.models.coldstart import puresvd_factors
+
+    rng = np.random.default_rng(8)
+    rows = pd.DataFrame({"customer_id": rng.integers(0, 60, 900), "item_id": rng.integers(0, 40, 900) * 3 + 1,
+                         "rating": 5.0})
+    ids, v = puresvd_factors(rows["customer_id"].to_numpy(), rows["item_id"].to_numpy(), 6, seed=0)
+    items, b = _liked_matrix(rows, 3.0)
+    b = b / np.sqrt(b.sum(0))  # columns of unit length
+    _, s, vt = np.linalg.svd(b, full_matrices=False)
+    want = vt[:6].T * s[:6]
+    want *= np.sign(want[np.abs(want).argmax(0), np.arange(6)])
+    assert (ids == items).all() and v.shape == (len(items), 6)
+    np.testing.assert_allclose(v, want, atol=1e-8)
+
+
+def test_content_rows_and_the_ridge_map_equal_the_closed_form() -> None:
+    """The content rows against a hand-built reference, the map against the closed-form ridge on
+    the same factors, the L2 the carve-out's best, and the chunked Gram the one-piece Gram."""
+    from hybridrec.models.coldstart import DECADES, content_matrix, puresvd_factors
+    from hybridrec.testing.references import reference_content_row
+
+    rng = np.random.default_rng(9)
+    items = _items(60, rng)
+    items["release_year"] = rng.choice([0, 1915, 1954, 1988, 1999, 2031], 60)
+    items.loc[3, "genres"] = None
+    vec_ids = np.arange(1, 61, dtype=np.int64)[rng.random(60) < 0.7][::-1].copy()  # some missing, any order
+    vectors = (rng.normal(size=(len(vec_ids), 5)) + 2).astype(np.float32)
+    rows = pd.DataFrame({"customer_id": rng.integers(0, 80, 1500), "item_id": rng.integers(1, 61, 1500),
+                         "rating": rng.integers(1, 6, 1500).astype(float)}).drop_duplicates(["customer_id", "item_id"])
+    arrays = ItemArrays.of(items)
+    grid = (0.1, 3.0, 300.0)
+    kw = dict(inputs=("image", "genre", "decade"), factors=5, l2_grid=grid, threshold=3.0, seed=4)
+    cmap = fit_content_map(rows, arrays, vec_ids, vectors, **kw)  # type: ignore[arg-type]
+    small = fit_content_map(rows, arrays, vec_ids, vectors, chunk=7, **kw)  # type: ignore[arg-type]
+    assert cmap is not None and small is not None
+    np.testing.assert_allclose(small.weights, cmap.weights, rtol=1e-8, atol=1e-10)
+    liked = rows[rows["rating"] > 3.0]
+    ids, v = puresvd_factors(liked["customer_id"].to_numpy(), liked["item_id"].to_numpy(), 5, seed=4)
+    assert (cmap.item_ids == ids).all()
+    np.testing.assert_allclose(cmap.factors, v)
+    pos = {int(i): r for r, i in enumerate(vec_ids)}
+    mean = vectors[[pos[int(i)] for i in ids if int(i) in pos]].mean(0)
+    meta = items.set_index("item_id")
+    names = sorted({g for i in ids for g in (meta.loc[i, "genres"] or [])})
+    x = np.array([reference_content_row(list(meta.loc[i, "genres"] or []), int(meta.loc[i, "release_year"]),
+                                        vectors[pos[int(i)]] if int(i) in pos else None, mean, names,
+                                        [int(d) for d in DECADES]) for i in ids])
+    got = content_matrix(arrays, ids, vec_ids, vectors, cmap.inputs, cmap.genre_names, cmap.poster_mean)
+    np.testing.assert_allclose(got, x, atol=1e-6)
+    pen = np.diag(np.r_[np.ones(x.shape[1] - 1), 0.0])
+    val = np.zeros(len(ids), bool)
+    val[np.random.default_rng(4).choice(len(ids), round(0.2 * len(ids)), replace=False)] = True
+    mse = {lam: float(((x[val] @ np.linalg.solve(x[~val].T @ x[~val] + lam * pen, x[~val].T @ v[~val]) - v[val]) ** 2)
+                      .sum() / val.sum()) for lam in grid}
+    assert cmap.mse == pytest.approx(mse, rel=1e-6)
+    best = min(mse, key=mse.__getitem__)
+    assert cmap.l2 == best
+    np.testing.assert_allclose(cmap.weights, np.linalg.solve(x.T @ x + best * pen, x.T @ v), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(cmap.predict(arrays, ids, vec_ids, vectors, chunk=9), x @ cmap.weights, atol=1e-6)
+
+
+def test_items_without_votes_are_scored_by_the_content_model() -> None:
+    """vote_count null or 0 (a brand-new release): the content-only model's probability; known
+    votes: the metadata model's."""
+    rng = np.random.default_rng(10)
+    items = _items(12, rng)
+    items.loc[[1, 6], "vote_count"] = [np.nan, 0.0]
+    cat = build_catalogue(items, np.array([2, 5, 7, 9]), np.arange(1, 13), np.zeros(0, np.int64),
+                          np.zeros((0, 3), np.float32), 3)
+    assert cat.has_meta.tolist() == [False, True, False, True]
+    meta = ColdModel(("prior", "genre"), np.array([2.0, 0.5]), -1.0, np.zeros(2), np.ones(2), 0.1)
+    content = ColdModel(("genre",), np.array([-3.0]), 0.5, np.zeros(1), np.ones(1), 0.1)
+    scorer = ColdScorer(cat, ColdModels(meta, content), 2, 1.0)
+    customers, it, r = np.array([1, 1, 2]), np.array([1, 3, 4]), np.array([5.0, 4.0, 5.0])
+    cust, p = scorer.probabilities(customers, it, r, 3.0)
+    _, x, _ = cold_features(customers, it, r, cat, 3.0)
+    for a in range(len(cust)):
+        for b in range(4):
+            prior, genre = x[a, b, FEATURES.index("prior")], x[a, b, FEATURES.index("genre")]
+            want = 1 / (1 + np.exp(-(2 * prior + 0.5 * genre - 1))) if cat.has_meta[b] else \
+                1 / (1 + np.exp(-(-3 * genre + 0.5)))
+            assert p[a, b] == pytest.approx(want)
+
+
+def test_the_cf_feature_finds_new_items_by_their_content() -> None:
+    """Tastes are latent clusters, posters are noisy copies of the cluster, genres say nothing:
+    the content-only model (genre, image, cf) must rank a customer's hidden cluster items first,
+    and the cf weight must come out positive."""
+    rng = np.random.default_rng(11)
+    n_items, k = 300, 4
+    cluster = rng.integers(0, k, n_items)
+    centres = rng.normal(size=(k, 16)) * 2
+    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1), "genres": [["Drama"]] * n_items,
+                          "vote_count": np.nan, "vote_average": np.nan, "release_year": 1990})
+    vectors = (centres[cluster] + rng.normal(size=(n_items, 16)) * 1.5 + 5).astype(np.float32)
+    rows = []
+    for c in range(400):
+        taste = rng.integers(0, k)
+        w = np.where(cluster == taste, 6.0, 1.0)
+        for i in rng.choice(n_items, 30, replace=False, p=w / w.sum()):
+            rows.append((c, int(i) + 1, 5.0 if cluster[i] == taste else 2.0))
+    ratings = pd.DataFrame(rows, columns=["customer_id", "item_id", "rating"])
+    model = fit_cold_model(ratings, items, items["item_id"].to_numpy(), vectors, features=["genre", "cf"],
+                           fraction=0.2, seed=0, threshold=3.0, relevant=4.0, neighbours=10, l2=1.0)
+    w = dict(zip(model.content.features, model.content.weights))
+    assert model.content_map is not None and w["cf"] > 0.5
+    # the hidden items scored through the same map: liked-cluster items above the rest
+    hidden = carve_out(ratings, 0.2, 0)
+    rest = ratings[~ratings["item_id"].isin(hidden)]
+    cat = build_catalogue(items, hidden, rest["item_id"].unique(), items["item_id"].to_numpy(), vectors, 10,
+                          model.content_map)
+    cust, x, _ = cold_features(rest["customer_id"].to_numpy(), rest["item_id"].to_numpy(),
+                               rest["rating"].to_numpy(), cat, 3.0)
+    cf = x[..., FEATURES.index("cf")]
+    top = np.argsort(-cf, axis=1)[:, :5]
+    likes = {c: g["item_id"][g["rating"] > 3].to_numpy() - 1 for c, g in rest.groupby("customer_id")}
+    hits = [np.mean(cluster[cat.cold_ids[top[a]] - 1] == np.bincount(cluster[likes[c]], minlength=k).argmax())
+            for a, c in enumerate(cust) if len(likes.get(c, []))]
+    assert np.mean(hits) > 0.8  # random: about 1 / k

@@ -13,7 +13,18 @@ rates the item:
   top-K poster neighbours among rated items, where sim is the cosine of *centred* embeddings
   clipped at 0. Centring (removing the mean poster vector) is what calibrates the image side: it
   strips the direction every poster shares, which is what makes raw cosines uniform and produces
-  hubs (Suzuki et al., EMNLP 2013).
+  hubs (Suzuki et al., EMNLP 2013);
+* ``cf`` — the item's score in collaborative-filtering space, though nobody rated it: PureSVD
+  item factors of the liked ratings (Cremonesi et al. 2010) are learnt for the rated items, a
+  ridge map predicts them from content (poster vector, genres, release decade; van den Oord et
+  al. 2013, DropoutNet), and the feature is u . v_hat(j) with u the sum of the customer's liked
+  items' factors (:class:`ContentMap`).
+
+Two regimes, by design. ``prior`` and ``vote_average`` are TMDB metadata, which a brand-new
+release does not have yet (and which, crawled today, are future knowledge for a back-test on old
+ratings). The fit therefore yields two models on the same pairs (:class:`ColdModels`): one over
+every configured feature, for items whose ``vote_count`` is known and > 0, and one over the
+content features alone (``genre``, ``image``, ``cf``), for the items without it.
 
 The weights are fitted on a carve-out of the training ratings only (never the evaluation's
 held-out part): a seeded ``fit_fraction`` of the rated items is hidden, features come from the
@@ -30,7 +41,190 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-FEATURES = ("prior", "vote_average", "genre", "image")
+from hybridrec.config import COLD_FEATURES, CONTENT_FEATURES, MAP_INPUTS
+
+FEATURES = COLD_FEATURES  # the order of the feature axis of cold_features
+DECADES = np.arange(1920, 2030, 10)  # release-decade one-hot: 1920s (and before) ... 2020s, plus unknown
+
+
+@dataclass(frozen=True)
+class ItemArrays:
+    """The items' metadata as arrays over the sorted ids: what the catalogue and the map read."""
+
+    item_ids: np.ndarray  # sorted
+    genre_names: tuple[str, ...]
+    genres: np.ndarray  # (items, genres) 0/1
+    votes: np.ndarray  # vote_count, 0 where unknown
+    has_meta: np.ndarray  # vote_count known and > 0: the metadata regime
+    vote_average: np.ndarray  # 0 where unknown
+    year: np.ndarray  # release year, 0 where unknown
+
+    @staticmethod
+    def of(items: pd.DataFrame) -> "ItemArrays":
+        """``items``: item_id, genres, vote_count, vote_average and (optional) release_year."""
+        items = items.sort_values("item_id")
+        names = sorted({g for gs in items["genres"] for g in (gs if gs is not None else [])})
+        col = {g: i for i, g in enumerate(names)}
+        genres = np.zeros((len(items), max(len(names), 1)), np.float64)
+        for r, gs in enumerate(items["genres"]):
+            for g in gs if gs is not None else []:
+                genres[r, col[g]] = 1.0
+        raw_votes = pd.to_numeric(items["vote_count"], errors="coerce").to_numpy(np.float64)
+        years = (pd.to_numeric(items["release_year"], errors="coerce").fillna(0).to_numpy(np.int64)
+                 if "release_year" in items.columns else np.zeros(len(items), np.int64))
+        return ItemArrays(items["item_id"].to_numpy(np.int64), tuple(names), genres,
+                          np.nan_to_num(np.maximum(raw_votes, 0), nan=0.0), np.nan_to_num(raw_votes, nan=0.0) > 0,
+                          pd.to_numeric(items["vote_average"], errors="coerce").fillna(0).to_numpy(np.float64), years)
+
+    def at(self, ids: np.ndarray) -> np.ndarray:
+        """Row positions of ``ids`` (every one must be an item)."""
+        return np.searchsorted(self.item_ids, ids)
+
+
+def _poster_rows(vec_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(has a poster vector, its row in ``vectors``) for each of ``ids``; ``vec_ids`` in any order."""
+    order = np.argsort(vec_ids, kind="stable")
+    srt = vec_ids[order]
+    pos = np.minimum(np.searchsorted(srt, ids), max(len(srt) - 1, 0))
+    has = (srt[pos] == ids) if len(srt) else np.zeros(len(ids), bool)
+    return has, order[pos] if len(srt) else np.zeros(len(ids), np.int64)
+
+
+@dataclass(frozen=True)
+class ContentMap:
+    """Content -> CF factors. ``factors`` are the PureSVD item factors (V = V_t^T S of the liked
+    ratings, columns L2-normalised) of the items in ``item_ids``; ``weights`` the ridge map from
+    an item's content row (:meth:`content`) to its factors, fitted on those items, its L2 chosen
+    from a grid by the mean squared error on a seeded carve-out of them."""
+
+    inputs: tuple[str, ...]
+    genre_names: tuple[str, ...]
+    poster_mean: np.ndarray  # centring of the poster vectors (the mapped items' mean), (dim,)
+    item_ids: np.ndarray  # sorted ids of the items with factors
+    factors: np.ndarray  # (items, d)
+    weights: np.ndarray  # (content columns, d)
+    l2: float
+    mse: dict[float, float]  # carve-out mean squared error per L2 of the grid
+    zero_mse: float  # ... of predicting zero factors (what the map has to beat)
+
+    def content(self, arrays: ItemArrays, ids: np.ndarray, vec_ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        return content_matrix(arrays, ids, vec_ids, vectors, self.inputs, self.genre_names, self.poster_mean)
+
+    def predict(self, arrays: ItemArrays, ids: np.ndarray, vec_ids: np.ndarray, vectors: np.ndarray,
+                chunk: int = 4096) -> np.ndarray:
+        """(len(ids), d) predicted factors, in chunks of ``chunk`` items (bounded memory)."""
+        out = np.zeros((len(ids), self.factors.shape[1]), np.float64)
+        for lo in range(0, len(ids), chunk):
+            out[lo:lo + chunk] = self.content(arrays, ids[lo:lo + chunk], vec_ids, vectors) @ self.weights
+        return out
+
+    def lines(self) -> list[str]:
+        grid = ", ".join(f"{lam:g}: {m:.4g}" for lam, m in sorted(self.mse.items()))
+        return [f"content -> CF map: {len(self.item_ids)} items x {self.factors.shape[1]} PureSVD factors from "
+                f"{', '.join(self.inputs)}; L2 {self.l2:g} (carve-out MSE {grid}; predicting zero: {self.zero_mse:.4g})"]
+
+
+def content_matrix(arrays: ItemArrays, ids: np.ndarray, vec_ids: np.ndarray, vectors: np.ndarray,
+                   inputs: Sequence[str], genre_names: Sequence[str], poster_mean: np.ndarray) -> np.ndarray:
+    """One row per item of ``ids``: [centred unit poster vector, has-poster] if image, the genre
+    one-hot (over ``genre_names``) if genre, the release decade one-hot (plus unknown) if decade,
+    and an intercept."""
+    unknown = [str(x) for x in inputs if x not in MAP_INPUTS]
+    if unknown:
+        raise ValueError(f"unknown content-map inputs {unknown}; inputs are {', '.join(MAP_INPUTS)}")
+    at = arrays.at(ids)
+    parts = []
+    if "image" in inputs:
+        has, rows = _poster_rows(vec_ids, ids)
+        img = np.zeros((len(ids), len(poster_mean)), np.float32)
+        if has.any() and len(poster_mean):
+            img[has] = centred_unit(vectors[rows[has]], poster_mean[None, :])
+        parts += [img.astype(np.float64), has[:, None].astype(np.float64)]
+    if "genre" in inputs:
+        col = {g: i for i, g in enumerate(arrays.genre_names)}
+        own = arrays.genres[at]
+        parts.append(np.stack([own[:, col[g]] if g in col else np.zeros(len(ids)) for g in genre_names], axis=1)
+                     if genre_names else np.zeros((len(ids), 0)))
+    if "decade" in inputs:
+        year = arrays.year[at]
+        known = year > 0
+        dec = np.zeros((len(ids), len(DECADES) + 1))
+        idx = np.clip((year - DECADES[0]) // 10, 0, len(DECADES) - 1)
+        dec[np.flatnonzero(known), idx[known]] = 1.0
+        dec[~known, -1] = 1.0
+        parts.append(dec)
+    parts.append(np.ones((len(ids), 1)))
+    return np.concatenate(parts, axis=1)
+
+
+def puresvd_factors(customers: np.ndarray, items: np.ndarray, factors: int,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """PureSVD of the binary (customer, item) matrix of ``(customers, items)`` pairs, columns
+    L2-normalised: (sorted item ids, (items, k) factors V_t^T S), k = min(factors, rank bound),
+    columns in decreasing singular value, each column's sign fixed (its largest |entry| > 0)."""
+    from scipy.sparse.linalg import svds
+
+    pairs = pd.DataFrame({"c": customers, "i": items}).drop_duplicates()
+    item_ids, icol = np.unique(pairs["i"].to_numpy(np.int64), return_inverse=True)
+    _, crow = np.unique(pairs["c"].to_numpy(np.int64), return_inverse=True)
+    k = min(factors, min(int(crow.max(initial=-1)) + 1, len(item_ids)) - 1)
+    if k < 1:
+        return item_ids, np.zeros((len(item_ids), 0))
+    count = np.bincount(icol, minlength=len(item_ids)).astype(np.float64)
+    b = sparse.csr_matrix((1.0 / np.sqrt(count[icol]), (crow, icol)), shape=(int(crow.max()) + 1, len(item_ids)))
+    v0 = np.random.default_rng(seed).normal(size=min(b.shape))
+    _, s, vt = svds(b, k=k, v0=v0)
+    order = np.argsort(-s, kind="stable")
+    v = (vt[order].T * s[order]).astype(np.float64)
+    sign = np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
+    return item_ids, v * np.where(sign == 0, 1.0, sign)
+
+
+def fit_content_map(ratings: pd.DataFrame, arrays: ItemArrays, vec_ids: np.ndarray, vectors: np.ndarray, *,
+                    inputs: Sequence[str], factors: int, l2_grid: Sequence[float], threshold: float, seed: int,
+                    holdout: float = 0.2, chunk: int = 4096) -> ContentMap | None:
+    """PureSVD factors of the liked (rating > ``threshold``) ``ratings`` and the ridge map from
+    content to them; None when the ratings support no factor. The ridge is solved from the Gram
+    matrices of content rows built ``chunk`` items at a time (memory: the factors and a few
+    (columns x columns) matrices, whatever the catalogue). The intercept is not penalised."""
+    liked = ratings[ratings["rating"].to_numpy(np.float64) > threshold]
+    liked = liked[liked["item_id"].isin(arrays.item_ids)]
+    item_ids, v = puresvd_factors(liked["customer_id"].to_numpy(np.int64), liked["item_id"].to_numpy(np.int64),
+                                  factors, seed)
+    if v.shape[1] == 0:
+        return None
+    has, rows = _poster_rows(vec_ids, item_ids)
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    mean = vectors[rows[has]].astype(np.float64).mean(0).astype(np.float32) if has.any()         else np.zeros(dim, np.float32)
+    names = tuple(n for n, used in zip(arrays.genre_names, arrays.genres[arrays.at(item_ids)].sum(0) > 0) if used)
+    val = np.zeros(len(item_ids), bool)
+    n_val = int(round(holdout * len(item_ids)))
+    if 0 < n_val < len(item_ids):
+        val[np.random.default_rng(seed).choice(len(item_ids), n_val, replace=False)] = True
+    gram: dict[bool, np.ndarray] = {}
+    cross: dict[bool, np.ndarray] = {}
+    for lo in range(0, len(item_ids), chunk):
+        x = content_matrix(arrays, item_ids[lo:lo + chunk], vec_ids, vectors, inputs, names, mean)
+        y = v[lo:lo + chunk]
+        for part in (False, True):
+            m = val[lo:lo + chunk] == part
+            gram[part] = gram.get(part, 0) + x[m].T @ x[m]
+            cross[part] = cross.get(part, 0) + x[m].T @ y[m]
+    pen = np.ones(gram[False].shape[0])
+    pen[-1] = 0.0  # the intercept
+
+    def solve(g: np.ndarray, c: np.ndarray, lam: float) -> np.ndarray:
+        return np.linalg.solve(g + np.diag(lam * pen + 1e-9), c)
+
+    yy_val = float((v[val] ** 2).sum())
+    n = max(int(val.sum()), 1)
+    mse = {}
+    for lam in dict.fromkeys(float(x) for x in l2_grid):
+        w = solve(gram[False], cross[False], lam)
+        mse[lam] = float((np.einsum("ij,ik,kj->", w, gram[True], w) - 2 * np.sum(w * cross[True]) + yy_val) / n)
+    best = min(mse, key=lambda lam: (round(mse[lam], 12), -lam)) if val.any() else max(mse)
+    weights = solve(gram[False] + gram[True], cross[False] + cross[True], best)
+    return ContentMap(tuple(inputs), names, mean, item_ids, v, weights, best, mse if val.any() else {}, yy_val / n)
 
 
 @dataclass(frozen=True)
@@ -44,6 +238,9 @@ class ColdCatalogue:
     item_genres: np.ndarray  # (items, genres) 0/1
     cold_genres: np.ndarray  # (cold, genres) 0/1
     image: sparse.csr_matrix  # (cold, items): top-K centred cosine to rated items, clipped at 0
+    has_meta: np.ndarray  # (cold,) vote_count known and > 0: scored by the metadata model, else the content one
+    factors: np.ndarray  # (items, d) CF factors of the items the content map was fitted on, 0 elsewhere
+    cold_factors: np.ndarray  # (cold, d) the content map's prediction for the cold items
 
 
 @dataclass(frozen=True)
@@ -130,24 +327,27 @@ def image_neighbours(cold_ids: np.ndarray, rated_ids: np.ndarray, item_ids: np.n
     return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
 
 
-def build_catalogue(items: pd.DataFrame, cold_ids: np.ndarray, rated_ids: np.ndarray, vec_ids: np.ndarray,
-                    vectors: np.ndarray, k: int) -> ColdCatalogue:
-    """``items``: item_id, genres, vote_count, vote_average (one row per item)."""
-    items = items.sort_values("item_id")
-    item_ids = items["item_id"].to_numpy(np.int64)
-    names = sorted({g for gs in items["genres"] for g in (gs if gs is not None else [])})
-    col = {g: i for i, g in enumerate(names)}
-    genres = np.zeros((len(items), max(len(names), 1)), np.float64)
-    for r, gs in enumerate(items["genres"]):
-        for g in gs if gs is not None else []:
-            genres[r, col[g]] = 1.0
+def build_catalogue(items: pd.DataFrame | ItemArrays, cold_ids: np.ndarray, rated_ids: np.ndarray,
+                    vec_ids: np.ndarray, vectors: np.ndarray, k: int,
+                    content_map: ContentMap | None = None) -> ColdCatalogue:
+    """``items``: item_id, genres, vote_count, vote_average, optional release_year (one row per
+    item), or their :class:`ItemArrays`. Without ``content_map`` the cf feature is 0."""
+    arrays = items if isinstance(items, ItemArrays) else ItemArrays.of(items)
+    item_ids = arrays.item_ids
     cold_ids = np.sort(np.asarray(cold_ids, np.int64))
     cold_ids = cold_ids[np.isin(cold_ids, item_ids)]
-    at = np.searchsorted(item_ids, cold_ids)
-    votes = items["vote_count"].fillna(0).to_numpy(np.float64)
-    avg = items["vote_average"].fillna(0).to_numpy(np.float64)
-    return ColdCatalogue(cold_ids, np.log1p(np.maximum(votes[at], 0)), avg[at] / 10.0, item_ids, genres, genres[at],
-                         image_neighbours(cold_ids, np.sort(rated_ids), item_ids, vec_ids, vectors, k))
+    at = arrays.at(cold_ids)
+    if content_map is None:
+        factors, cold_factors = np.zeros((len(item_ids), 0), np.float32), np.zeros((len(cold_ids), 0), np.float32)
+    else:
+        factors = np.zeros((len(item_ids), content_map.factors.shape[1]), np.float32)
+        known = np.isin(content_map.item_ids, item_ids)
+        factors[arrays.at(content_map.item_ids[known])] = content_map.factors[known]
+        cold_factors = content_map.predict(arrays, cold_ids, vec_ids, vectors).astype(np.float32)
+    return ColdCatalogue(cold_ids, np.log1p(arrays.votes[at]), arrays.vote_average[at] / 10.0, item_ids,
+                         arrays.genres, arrays.genres[at],
+                         image_neighbours(cold_ids, np.sort(rated_ids), item_ids, vec_ids, vectors, k),
+                         arrays.has_meta[at], factors, cold_factors)
 
 
 def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cat: ColdCatalogue,
@@ -167,9 +367,10 @@ def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray,
     shares /= np.maximum(shares.sum(1, keepdims=True), 1.0)
     genre = shares @ cat.cold_genres.T
     image = np.log1p(np.asarray((r_liked @ cat.image.T).todense()))
+    cf = np.asarray(b_liked @ cat.factors.astype(np.float64)) @ cat.cold_factors.T.astype(np.float64)
     m = len(cat.cold_ids)
     x = np.stack([np.broadcast_to(cat.prior, (len(cust_ids), m)), np.broadcast_to(cat.vote_average, (len(cust_ids), m)),
-                  genre, image], axis=-1)
+                  genre, image, cf], axis=-1)
     rated = np.zeros((len(cust_ids), m), bool)
     ccol = np.searchsorted(cat.cold_ids, items)
     hit = (ccol < m) & (cat.cold_ids[np.minimum(ccol, max(m - 1, 0))] == items) if m else np.zeros(len(items), bool)
@@ -210,20 +411,66 @@ def carve_out(ratings: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rated, n, replace=False))
 
 
-def fit_cold_model(ratings: pd.DataFrame, items: pd.DataFrame, vec_ids: np.ndarray, vectors: np.ndarray, *,
-                   features: Sequence[str], fraction: float, seed: int, threshold: float, relevant: float,
-                   neighbours: int, l2: float, max_pairs: int = 2_000_000, max_cells: int = 1 << 22) -> ColdModel:
+@dataclass(frozen=True)
+class MapParams:
+    """How the cf feature's content map is fitted (recommend.cold_start.factors, map_inputs, map_l2_grid)."""
+
+    factors: int = 32
+    inputs: tuple[str, ...] = MAP_INPUTS
+    l2_grid: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class ColdModels:
+    """The two regimes: ``metadata`` over every configured feature scores the items whose
+    vote_count is known and > 0; ``content`` over the content features among them scores the
+    rest (a brand-new release). Both are fitted on the same pairs, so they share the base rate."""
+
+    metadata: ColdModel
+    content: ColdModel
+    content_map: ContentMap | None = None  # the cf feature's map of the fit (fitted on its visible items)
+
+    @property
+    def base_rate(self) -> float:
+        return self.metadata.base_rate
+
+    def probability(self, x: np.ndarray, has_meta: np.ndarray) -> np.ndarray:
+        """x: (..., items, FEATURES) of :func:`cold_features`; has_meta: (items,)."""
+        pm = self.metadata.probability(select(x, self.metadata.features))
+        if self.content.features == self.metadata.features:
+            return pm
+        return np.where(has_meta, pm, self.content.probability(select(x, self.content.features)))
+
+    def lines(self) -> list[str]:
+        meta = self.metadata.lines()
+        if self.content.features == self.metadata.features:
+            return meta
+        return [f"{meta[0]} (items with TMDB votes)",
+                f"{self.content.lines()[0]} (items without: the content-only regime)"]
+
+
+def fit_cold_model(ratings: pd.DataFrame, items: pd.DataFrame | ItemArrays, vec_ids: np.ndarray, vectors: np.ndarray,
+                   *, features: Sequence[str], fraction: float, seed: int, threshold: float, relevant: float,
+                   neighbours: int, l2: float, max_pairs: int = 2_000_000, max_cells: int = 1 << 22,
+                   mapping: MapParams = MapParams()) -> ColdModels:
     """Fit on a carve-out of ``ratings`` (customer_id, item_id, rating: the training part only).
 
-    The (customer, hidden item) pairs are featurised in customer chunks of at most ``max_cells``
-    pairs, and when there are more than ``max_pairs`` of them a seeded uniform sample of that many
-    is kept: driver memory is bounded by ``max_pairs`` and ``max_cells``, whatever the number of
-    customers and items. A uniform sample keeps the base rate (and so the calibration that the
-    lift rule relies on) unbiased."""
+    The cf feature's content map is fitted on the visible ratings only (the hidden items' factors
+    are never seen: they are predicted from content, as a new item's are). The (customer, hidden
+    item) pairs are featurised in customer chunks of at most ``max_cells`` pairs, and when there
+    are more than ``max_pairs`` of them a seeded uniform sample of that many is kept: driver memory
+    is bounded by ``max_pairs`` and ``max_cells``, whatever the number of customers and items. A
+    uniform sample keeps the base rate (and so the calibration that the lift rule relies on)
+    unbiased. Both regimes' models are fitted on these pairs."""
+    arrays = items if isinstance(items, ItemArrays) else ItemArrays.of(items)
+    content_features = [f for f in features if f in CONTENT_FEATURES]
     hidden = carve_out(ratings, fraction, seed)
     is_hidden = ratings["item_id"].isin(hidden).to_numpy()
     rest, held = ratings[~is_hidden], ratings[is_hidden]
-    cat = build_catalogue(items, hidden, rest["item_id"].unique().astype(np.int64), vec_ids, vectors, neighbours)
+    cmap = fit_content_map(rest, arrays, vec_ids, vectors, inputs=mapping.inputs, factors=mapping.factors,
+                           l2_grid=mapping.l2_grid, threshold=threshold, seed=seed) if "cf" in features else None
+    cat = build_catalogue(arrays, hidden, rest["item_id"].unique().astype(np.int64), vec_ids, vectors, neighbours,
+                          cmap)
     positive = held[held["rating"] >= relevant]
     customers = np.sort(positive["customer_id"].unique().astype(np.int64))
     m = len(cat.cold_ids)
@@ -263,9 +510,13 @@ def fit_cold_model(ratings: pd.DataFrame, items: pd.DataFrame, vec_ids: np.ndarr
     xs = np.concatenate(xs_parts) if xs_parts else np.zeros((0, len(features)))
     yy = np.concatenate(y_parts) if y_parts else np.zeros(0)
     if len(xs) == 0 or yy.sum() == 0:
-        return ColdModel(tuple(features), np.zeros(len(features)), 0.0, np.zeros(len(features)),
-                         np.ones(len(features)))
-    return fit_logistic(xs, yy, features, l2)
+        def empty(fs: Sequence[str]) -> ColdModel:
+            return ColdModel(tuple(fs), np.zeros(len(fs)), 0.0, np.zeros(len(fs)), np.ones(len(fs)))
+        return ColdModels(empty(features), empty(content_features), cmap)
+    metadata = fit_logistic(xs, yy, features, l2)
+    content = metadata if content_features == list(features) else \
+        fit_logistic(xs[:, [list(features).index(f) for f in content_features]], yy, content_features, l2)
+    return ColdModels(metadata, content, cmap)
 
 
 @dataclass(frozen=True)
@@ -273,7 +524,7 @@ class ColdScorer:
     """The catalogue, the fitted model and the list policy, broadcast with the neighbour matrix."""
 
     catalogue: ColdCatalogue
-    model: ColdModel
+    model: ColdModels
     slots: int  # of a top-n list, at most this many go to cold items (after the warm ones)
     lift: float  # a cold item needs lift x the base rate (inf: cold items only fill short lists)
 
@@ -286,7 +537,7 @@ class ColdScorer:
                       threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """(sorted customer ids, (customers, cold) probabilities with -inf where already rated)."""
         cust_ids, x, rated = cold_features(customers, items, ratings, self.catalogue, threshold)
-        p = self.model.probability(select(x, self.model.features)) if x.size else np.zeros(rated.shape)
+        p = self.model.probability(x, self.catalogue.has_meta) if x.size else np.zeros(rated.shape)
         return cust_ids, np.where(rated, -np.inf, p)
 
     def top(self, customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, threshold: float,

@@ -6,7 +6,9 @@ and the fitted cold-start model (:mod:`hybridrec.models.coldstart`) for items wi
   ``blocks``) on the fitted ratings - exactly what the similarity stage writes, so the recommend
   stage reuses the stage's output and the evaluation computes the same recipe on its training part.
 * **Cold side**: a logistic model fitted on a carve-out of the fitted ratings (a seeded
-  ``fit_fraction`` of the rated items hidden), scoring every (customer, cold item) pair.
+  ``fit_fraction`` of the rated items hidden), scoring every (customer, cold item) pair; its cf
+  feature maps each cold item's content to CF factors learnt from the rated ones. An item with no
+  TMDB votes (a brand-new release) is scored by the content-only model of the same fit.
 * **Their place in the list**: a cold item takes one of the last ``slots`` positions when its
   probability is at least ``min_lift`` x the base rate; ``min_lift: null`` chooses it from
   ``lift_grid`` on a temporal carve-out of the fitted ratings (:func:`fit_min_lift`): the best
@@ -15,6 +17,7 @@ and the fitted cold-start model (:mod:`hybridrec.models.coldstart`) for items wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 import numpy as np
@@ -25,7 +28,8 @@ from hybridrec import schemas as S
 from hybridrec.config import ColdStartConf, RecommendConf
 from hybridrec.datasets.splits import customer_sample
 from hybridrec.models.base import FitData, Fitted, Recommender
-from hybridrec.models.coldstart import ColdModel, ColdScorer, build_catalogue, fit_cold_model
+from hybridrec.models.coldstart import (
+    ColdModels, ColdScorer, ContentMap, ItemArrays, MapParams, build_catalogue, fit_cold_model, fit_content_map)
 from hybridrec.models.neighborhood import FittedNeighbors
 from hybridrec.models.scoring import neighbor_matrix, score_batch_lifts
 from hybridrec.models.tuning import carve_out
@@ -38,21 +42,28 @@ class ColdInputs:
     """What every fit of the cold-start model reads besides the ratings, collected once: the items'
     TMDB metadata and genres, and the poster vectors."""
 
-    meta: pd.DataFrame  # item_id, genres, vote_count, vote_average
+    meta: pd.DataFrame  # item_id, genres, vote_count, vote_average, release_year
     vec_ids: np.ndarray
     vectors: np.ndarray
 
     @staticmethod
     def collect(items: DataFrame, embeddings: DataFrame) -> "ColdInputs":
-        meta = cast(pd.DataFrame, items.select(S.ITEM_ID, S.GENRES, "vote_count", "vote_average").toPandas())
+        meta = cast(pd.DataFrame, items.select(S.ITEM_ID, S.GENRES, "vote_count", "vote_average",
+                                               "release_year").toPandas())
         return ColdInputs(meta, *collect_vectors(embeddings))
+
+    @cached_property
+    def arrays(self) -> ItemArrays:
+        return ItemArrays.of(self.meta)
 
 
 @dataclass(frozen=True)
 class ColdFit:
-    """The cold-start model fitted on some ratings, and those ratings' count per item."""
+    """The cold-start models fitted on some ratings, the content map fitted on all of them (what
+    serving maps new items with), and those ratings' count per item."""
 
-    model: ColdModel
+    model: ColdModels
+    content_map: ContentMap | None
     counts: dict[int, int]
 
     def scorer(self, inputs: ColdInputs, cs: ColdStartConf, lift: float,
@@ -64,7 +75,8 @@ class ColdFit:
         if candidates is not None:
             cold_ids = cold_ids[np.isin(cold_ids, candidates)]
         rated = np.fromiter(self.counts, np.int64, len(self.counts))
-        cat = build_catalogue(inputs.meta, cold_ids, rated, inputs.vec_ids, inputs.vectors, cs.image_neighbors)
+        cat = build_catalogue(inputs.arrays, cold_ids, rated, inputs.vec_ids, inputs.vectors, cs.image_neighbors,
+                              self.content_map)
         return ColdScorer(cat, self.model, cs.slots, lift)
 
 
@@ -74,11 +86,15 @@ def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshol
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID).count().toPandas())
     fit_rows = cast(pd.DataFrame, customer_sample(ratings, cs.fit_customers, cs.seed)
                     .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
-    model = fit_cold_model(fit_rows, inputs.meta, inputs.vec_ids, inputs.vectors, features=cs.features,
+    mapping = MapParams(cs.factors, tuple(cs.map_inputs), tuple(cs.map_l2_grid))
+    model = fit_cold_model(fit_rows, inputs.arrays, inputs.vec_ids, inputs.vectors, features=cs.features,
                            fraction=cs.fit_fraction, seed=cs.seed, threshold=threshold, relevant=cs.relevant,
-                           neighbours=cs.image_neighbors, l2=cs.l2, max_pairs=cs.fit_pairs)
-    return ColdFit(model, dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(),
-                                   counts["count"].astype(np.int64).tolist())))
+                           neighbours=cs.image_neighbors, l2=cs.l2, max_pairs=cs.fit_pairs, mapping=mapping)
+    cmap = fit_content_map(fit_rows, inputs.arrays, inputs.vec_ids, inputs.vectors, inputs=mapping.inputs,
+                           factors=mapping.factors, l2_grid=mapping.l2_grid, threshold=threshold,
+                           seed=cs.seed) if "cf" in cs.features else None
+    return ColdFit(model, cmap, dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(),
+                                         counts["count"].astype(np.int64).tolist())))
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,7 @@ class FittedHybrid(FittedNeighbors):
     def lines(self) -> list[str]:
         cold = self.cold_scorer(None)
         return [f"{len(cold.catalogue.cold_ids)} cold items (few or no ratings) scored by the cold-start model"] \
-            + cold.model.lines() + [
+            + cold.model.lines() + (self.cold.content_map.lines() if self.cold.content_map else []) + [
             f"a cold item takes one of the last {cold.slots} slots at >= {cold.lift:g} x the base rate "
             f"({'fitted on a temporal carve-out' if self.choice else 'recommend.cold_start.min_lift'})"] \
             + (self.choice.lines() if self.choice else [])

@@ -73,7 +73,7 @@ def reference_blend(image: dict[tuple[int, int], float], rating: dict[tuple[int,
 
 
 def reference_features(history: dict[int, float], cold: int, cat: ColdCatalogue, threshold: float) -> list[float]:
-    """The four features of one (customer, cold item) pair, by loops over dicts."""
+    """The five features of one (customer, cold item) pair, by loops over dicts."""
     ci = int(np.searchsorted(cat.cold_ids, cold))
     liked = {i: r for i, r in history.items() if r > threshold}
     gi = {int(i): k for k, i in enumerate(cat.item_ids)}
@@ -86,4 +86,30 @@ def reference_features(history: dict[int, float], cold: int, cat: ColdCatalogue,
     genre = sum(counts[g] / total * cat.cold_genres[ci, g] for g in range(len(counts)))
     row = cat.image.getrow(ci)
     image = sum(liked.get(int(cat.item_ids[j]), 0.0) * v for j, v in zip(row.indices, row.data))
-    return [float(cat.prior[ci]), float(cat.vote_average[ci]), float(genre), float(np.log1p(image))]
+    cf = 0.0
+    for i in liked:
+        if i in gi:
+            for d in range(cat.factors.shape[1]):
+                cf += float(cat.factors[gi[i], d]) * float(cat.cold_factors[ci, d])
+    return [float(cat.prior[ci]), float(cat.vote_average[ci]), float(genre), float(np.log1p(image)), cf]
+
+
+def reference_content_row(genres: list[str], year: int | None, poster: np.ndarray | None, poster_mean: np.ndarray,
+                          genre_names: list[str], decades: list[int]) -> list[float]:
+    """One item's content row of the content -> CF map, by hand: the centred unit poster vector and
+    a has-poster flag, the genre one-hot, the release decade one-hot (first decade takes earlier
+    years, last takes later ones, a last column for unknown), an intercept."""
+    row: list[float] = []
+    if poster is None:
+        row += [0.0] * len(poster_mean) + [0.0]
+    else:
+        c = [float(a) - float(b) for a, b in zip(poster, poster_mean)]
+        n = sum(x * x for x in c) ** 0.5
+        row += [x / n if n > 0 else 0.0 for x in c] + [1.0]
+    row += [1.0 if g in genres else 0.0 for g in genre_names]
+    dec = [0.0] * (len(decades) + 1)
+    if year is None or year <= 0:
+        dec[-1] = 1.0
+    else:
+        dec[max(0, min(len(decades) - 1, (year - decades[0]) // 10))] = 1.0
+    return row + dec + [1.0]
