@@ -138,7 +138,7 @@ def floor_cold_fit(ratings_dir: Path, item_ids: np.ndarray, cs: ColdStartConf) -
     sample of as many customers as the job's, read straight from Parquet. Returns seconds."""
     import pandas as pd
 
-    from hybridrec.models.coldstart import ItemArrays, MapParams, fit_cold_model, fit_content_map
+    from hybridrec.models.coldstart import ItemArrays, MapParams, fit_cold_model
 
     t0 = time.perf_counter()
     frames, n = [], 0
@@ -154,13 +154,12 @@ def floor_cold_fit(ratings_dir: Path, item_ids: np.ndarray, cs: ColdStartConf) -
     items = ItemArrays.of(pd.DataFrame({S.ITEM_ID: np.sort(item_ids), S.GENRES: [["Drama"]] * len(item_ids),
                                         "vote_count": np.nan, "vote_average": np.nan}))
     vec_ids, vectors = np.zeros(0, np.int64), np.zeros((0, 8), np.float32)
-    mapping = MapParams(cs.factors, tuple(cs.map_inputs), tuple(cs.map_l2_grid))
+    mapping = MapParams.configured(cs)
     fit_cold_model(rows, items, vec_ids, vectors, features=cs.features, fraction=cs.fit_fraction, seed=cs.seed,
                    threshold=THRESHOLD, relevant=cs.relevant, neighbours=cs.image_neighbors, l2=cs.l2,
                    max_pairs=cs.fit_pairs, mapping=mapping)
     if "cf" in cs.features:  # the job also fits the serving map on all the sampled ratings
-        fit_content_map(rows, items, vec_ids, vectors, inputs=mapping.inputs, factors=mapping.factors,
-                        l2_grid=mapping.l2_grid, threshold=THRESHOLD, seed=cs.seed)
+        mapping.fit(rows, items, vec_ids, vectors, threshold=THRESHOLD, seed=cs.seed)
     return time.perf_counter() - t0
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from hybridrec.config import COLD_FEATURES, CONTENT_FEATURES, MAP_INPUTS
+from hybridrec.config import COLD_FEATURES, CONTENT_FEATURES, MAP_INPUTS, ColdStartConf
 
 FEATURES = COLD_FEATURES  # the order of the feature axis of cold_features
 DECADES = np.arange(1920, 2030, 10)  # release-decade one-hot: 1920s (and before) ... 2020s, plus unknown
@@ -197,10 +197,9 @@ def fit_content_map(ratings: pd.DataFrame, arrays: ItemArrays, vec_ids: np.ndarr
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     mean = vectors[rows[has]].astype(np.float64).mean(0).astype(np.float32) if has.any()         else np.zeros(dim, np.float32)
     names = tuple(n for n, used in zip(arrays.genre_names, arrays.genres[arrays.at(item_ids)].sum(0) > 0) if used)
-    val = np.zeros(len(item_ids), bool)
-    n_val = int(round(holdout * len(item_ids)))
-    if 0 < n_val < len(item_ids):
-        val[np.random.default_rng(seed).choice(len(item_ids), n_val, replace=False)] = True
+    val = np.isin(item_ids, carve_out(liked, holdout, seed))  # the items are liked's rated ones
+    if val.all():
+        val[:] = False
     gram: dict[bool, np.ndarray] = {}
     cross: dict[bool, np.ndarray] = {}
     for lo in range(0, len(item_ids), chunk):
@@ -338,12 +337,12 @@ def build_catalogue(items: pd.DataFrame | ItemArrays, cold_ids: np.ndarray, rate
     cold_ids = cold_ids[np.isin(cold_ids, item_ids)]
     at = arrays.at(cold_ids)
     if content_map is None:
-        factors, cold_factors = np.zeros((len(item_ids), 0), np.float32), np.zeros((len(cold_ids), 0), np.float32)
+        factors, cold_factors = np.zeros((len(item_ids), 0)), np.zeros((len(cold_ids), 0))
     else:
-        factors = np.zeros((len(item_ids), content_map.factors.shape[1]), np.float32)
+        factors = np.zeros((len(item_ids), content_map.factors.shape[1]))
         known = np.isin(content_map.item_ids, item_ids)
         factors[arrays.at(content_map.item_ids[known])] = content_map.factors[known]
-        cold_factors = content_map.predict(arrays, cold_ids, vec_ids, vectors).astype(np.float32)
+        cold_factors = content_map.predict(arrays, cold_ids, vec_ids, vectors)
     return ColdCatalogue(cold_ids, np.log1p(arrays.votes[at]), arrays.vote_average[at] / 10.0, item_ids,
                          arrays.genres, arrays.genres[at],
                          image_neighbours(cold_ids, np.sort(rated_ids), item_ids, vec_ids, vectors, k),
@@ -367,7 +366,7 @@ def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray,
     shares /= np.maximum(shares.sum(1, keepdims=True), 1.0)
     genre = shares @ cat.cold_genres.T
     image = np.log1p(np.asarray((r_liked @ cat.image.T).todense()))
-    cf = np.asarray(b_liked @ cat.factors.astype(np.float64)) @ cat.cold_factors.T.astype(np.float64)
+    cf = np.asarray(b_liked @ cat.factors) @ cat.cold_factors.T
     m = len(cat.cold_ids)
     x = np.stack([np.broadcast_to(cat.prior, (len(cust_ids), m)), np.broadcast_to(cat.vote_average, (len(cust_ids), m)),
                   genre, image, cf], axis=-1)
@@ -419,6 +418,16 @@ class MapParams:
     inputs: tuple[str, ...] = MAP_INPUTS
     l2_grid: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
 
+    @staticmethod
+    def configured(cs: ColdStartConf) -> "MapParams":
+        return MapParams(cs.factors, tuple(cs.map_inputs), tuple(cs.map_l2_grid))
+
+    def fit(self, ratings: pd.DataFrame, arrays: ItemArrays, vec_ids: np.ndarray, vectors: np.ndarray, *,
+            threshold: float, seed: int) -> ContentMap | None:
+        """:func:`fit_content_map` with these parameters."""
+        return fit_content_map(ratings, arrays, vec_ids, vectors, inputs=self.inputs, factors=self.factors,
+                               l2_grid=self.l2_grid, threshold=threshold, seed=seed)
+
 
 @dataclass(frozen=True)
 class ColdModels:
@@ -467,8 +476,7 @@ def fit_cold_model(ratings: pd.DataFrame, items: pd.DataFrame | ItemArrays, vec_
     hidden = carve_out(ratings, fraction, seed)
     is_hidden = ratings["item_id"].isin(hidden).to_numpy()
     rest, held = ratings[~is_hidden], ratings[is_hidden]
-    cmap = fit_content_map(rest, arrays, vec_ids, vectors, inputs=mapping.inputs, factors=mapping.factors,
-                           l2_grid=mapping.l2_grid, threshold=threshold, seed=seed) if "cf" in features else None
+    cmap = mapping.fit(rest, arrays, vec_ids, vectors, threshold=threshold, seed=seed) if "cf" in features else None
     cat = build_catalogue(arrays, hidden, rest["item_id"].unique().astype(np.int64), vec_ids, vectors, neighbours,
                           cmap)
     positive = held[held["rating"] >= relevant]

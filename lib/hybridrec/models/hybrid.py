@@ -29,7 +29,7 @@ from hybridrec.config import ColdStartConf, RecommendConf
 from hybridrec.datasets.splits import customer_sample
 from hybridrec.models.base import FitData, Fitted, Recommender
 from hybridrec.models.coldstart import (
-    ColdModels, ColdScorer, ContentMap, ItemArrays, MapParams, build_catalogue, fit_cold_model, fit_content_map)
+    ColdModels, ColdScorer, ContentMap, ItemArrays, MapParams, build_catalogue, fit_cold_model)
 from hybridrec.models.neighborhood import FittedNeighbors
 from hybridrec.models.scoring import neighbor_matrix, score_batch_lifts
 from hybridrec.models.tuning import carve_out
@@ -86,13 +86,12 @@ def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshol
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID).count().toPandas())
     fit_rows = cast(pd.DataFrame, customer_sample(ratings, cs.fit_customers, cs.seed)
                     .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
-    mapping = MapParams(cs.factors, tuple(cs.map_inputs), tuple(cs.map_l2_grid))
+    mapping = MapParams.configured(cs)
     model = fit_cold_model(fit_rows, inputs.arrays, inputs.vec_ids, inputs.vectors, features=cs.features,
                            fraction=cs.fit_fraction, seed=cs.seed, threshold=threshold, relevant=cs.relevant,
                            neighbours=cs.image_neighbors, l2=cs.l2, max_pairs=cs.fit_pairs, mapping=mapping)
-    cmap = fit_content_map(fit_rows, inputs.arrays, inputs.vec_ids, inputs.vectors, inputs=mapping.inputs,
-                           factors=mapping.factors, l2_grid=mapping.l2_grid, threshold=threshold,
-                           seed=cs.seed) if "cf" in cs.features else None
+    cmap = mapping.fit(fit_rows, inputs.arrays, inputs.vec_ids, inputs.vectors, threshold=threshold,
+                       seed=cs.seed) if "cf" in cs.features else None
     return ColdFit(model, cmap, dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(),
                                          counts["count"].astype(np.int64).tolist())))
 
