@@ -355,10 +355,12 @@ class ColdStartConf:
     slots: int = 2  # of each top-n list, at most this many go to cold items (the last positions)
     # a cold item takes a slot when its probability is >= min_lift x the base rate (a random cold
     # item's); null = chosen from lift_grid on a temporal carve-out of the training ratings: the lift
-    # with the best new-item recall among those within max_ndcg_loss of the best nDCG
+    # with the best new-item recall among those within max_ndcg_loss of the best nDCG (the list
+    # without new items, min_lift inf, is scored there as the reference; it is chosen only when no
+    # lift of the grid is within the loss, or when the grid holds it)
     min_lift: float | None = None
     max_ndcg_loss: float = 0.02  # the share of the carve-out's best nDCG that new items may cost
-    lift_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0, float("inf")])
+    lift_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0])
     fit_holdout: float = 0.2  # the carve-out for min_lift: each customer's latest share of training ratings
     features: list[ColdFeature] = field(default_factory=lambda: list(COLD_FEATURES))  # type: ignore[arg-type]
     fit_fraction: float = 0.15  # share of the rated items hidden to fit the model (a carve-out of training)

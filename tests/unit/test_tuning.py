@@ -23,14 +23,21 @@ def test_ties_go_to_the_first_candidate() -> None:
 def test_the_lift_with_the_best_new_item_recall_within_the_ndcg_loss_wins() -> None:
     from hybridrec.models.hybrid import choose_lift
     inf = float("inf")
-    ndcg = {1.0: 0.150, 2.0: 0.1965, 4.0: 0.199, inf: 0.200}
-    recall = {1.0: 0.40, 2.0: 0.20, 4.0: 0.10, inf: 0.0}
-    assert choose_lift(ndcg, recall, 0.02) == 2.0  # 0.1965 >= 0.98 x 0.200; 1.0 loses 25%
-    assert choose_lift(ndcg, recall, 0.005) == 4.0
-    assert choose_lift(ndcg, recall, 0.0) == inf  # no loss allowed: the best nDCG alone
-    assert choose_lift(ndcg, recall, 0.5) == 1.0
-    # no lift finds a held-out new item: the fewest cold items (the largest lift) among those allowed
-    assert choose_lift(ndcg, {k: 0.0 for k in ndcg}, 0.02) == inf
+    ndcg = {1.0: 0.150, 2.0: 0.1965, 4.0: 0.199, 8.0: 0.1995, inf: 0.200}
+    recall = {1.0: 0.40, 2.0: 0.20, 4.0: 0.10, 8.0: 0.0, inf: 0.0}
+    grid = [1.0, 2.0, 4.0, 8.0]  # inf is the reference (no new items), not a candidate
+    assert choose_lift(ndcg, recall, 0.02, grid) == 2.0  # 0.1965 >= 0.98 x 0.200; 1.0 loses 25%
+    assert choose_lift(ndcg, recall, 0.005, grid) == 4.0
+    assert choose_lift(ndcg, recall, 0.5, grid) == 1.0
+    # no lift finds a held-out new item: the fewest cold items (the largest lift) among those allowed,
+    # still exposing new items
+    assert choose_lift(ndcg, {k: 0.0 for k in ndcg}, 0.02, grid) == 8.0
+    # every lift costs more than allowed: new items are not exposed
+    assert choose_lift(ndcg, recall, 0.001, grid) == inf
+    # inf as a candidate wins a tie at zero recall
+    assert choose_lift(ndcg, {k: 0.0 for k in ndcg}, 0.02, [*grid, inf]) == inf
+    # a lift whose nDCG beats the list without new items sets the bar
+    assert choose_lift({**ndcg, 1.0: 0.3}, recall, 0.02, grid) == 1.0
 
 
 def test_carve_out_recall_counts_only_the_customers_with_a_held_out_item_among_the_given() -> None:

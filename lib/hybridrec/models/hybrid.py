@@ -12,7 +12,9 @@ and the fitted cold-start model (:mod:`hybridrec.models.coldstart`) for items wi
 * **Their place in the list**: a cold item takes one of the last ``slots`` positions when its
   probability is at least ``min_lift`` x the base rate; ``min_lift: null`` chooses it from
   ``lift_grid`` on a temporal carve-out of the fitted ratings (:func:`fit_min_lift`): the best
-  new-item recall among the lifts that cost at most ``max_ndcg_loss`` of the best nDCG.
+  new-item recall among the lifts that cost at most ``max_ndcg_loss`` of the best nDCG (the list
+  without new items is scored as the reference, not as a candidate: exposure is on by default and
+  off only when every lift of the grid costs more).
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ from hybridrec.models.scoring import neighbor_matrix, score_batch_lifts
 from hybridrec.models.tuning import carve_out
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.runtime.collect import collect_vectors
+
+INF = float("inf")
 
 
 @dataclass(frozen=True)
@@ -107,17 +111,24 @@ class LiftChoice:
     max_loss: float
 
     def lines(self) -> list[str]:
-        terms = "; ".join(f"{lift:g}: nDCG {self.ndcg[lift]:.4f}, new-item recall {self.new_recall[lift]:.4f}"
-                          for lift in sorted(self.ndcg))
+        terms = "; ".join(f"{lift:g}{' (no new items)' if lift == INF else ''}: nDCG {self.ndcg[lift]:.4f}, "
+                          f"new-item recall {self.new_recall[lift]:.4f}" for lift in sorted(self.ndcg))
+        off = ["no lift of the grid is within the nDCG loss: new items are not exposed in the main list"] \
+            if self.lift == INF else []
         return [f"min_lift carve-out (best new-item recall within {self.max_loss * 100:g}% of the best nDCG, "
-                f"{self.new_customers} customers with a new item held out): {terms}"]
+                f"{self.new_customers} customers with a new item held out): {terms}", *off]
 
 
-def choose_lift(ndcg: dict[float, float], new_recall: dict[float, float], max_loss: float) -> float:
-    """The lift with the best new-item recall among those whose nDCG is at least (1 - max_loss) x
-    the best nDCG (ties: the larger lift, i.e. fewer cold items)."""
+def choose_lift(ndcg: dict[float, float], new_recall: dict[float, float], max_loss: float,
+                candidates: list[float]) -> float:
+    """The lift of ``candidates`` with the best new-item recall among those whose nDCG is at least
+    (1 - max_loss) x the best nDCG of ``ndcg`` (which also holds ``inf``, the list without new items);
+    ties: the larger lift, i.e. fewer cold items. ``inf`` (no exposure) only when no candidate is
+    within the loss, or when it is a candidate itself."""
     floor = (1.0 - max_loss) * max(ndcg.values())
-    allowed = [lift for lift in ndcg if round(ndcg[lift], 12) >= round(floor, 12)]
+    allowed = [lift for lift in candidates if round(ndcg[lift], 12) >= round(floor, 12)]
+    if not allowed:
+        return INF
     return max(allowed, key=lambda x: (round(new_recall.get(x, 0.0), 12), x))
 
 
@@ -136,13 +147,14 @@ def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, input
     nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
     cold = fit_cold(carve.train, inputs, cs, rc.threshold).scorer(inputs, cs, lift=1.0)
     rows = carve.rows
-    lifts = list(dict.fromkeys(cs.lift_grid))
+    candidates = list(dict.fromkeys(cs.lift_grid))
+    lifts = list(dict.fromkeys([*candidates, INF]))  # inf: the list without new items, the nDCG reference
     frames = score_batch_lifts(rows[S.CUSTOMER_ID].to_numpy(np.int64), rows[S.ITEM_ID].to_numpy(np.int64),
                                rows[S.RATING].to_numpy(np.float64), nm, rc.top_n, rc.threshold, None, cold, lifts)
     ndcg = {lift: carve.ndcg(f, rc.top_n) for lift, f in zip(lifts, frames)}
     recall = {lift: carve.recall(f, cold.catalogue.cold_ids, rc.top_n) for lift, f in zip(lifts, frames)}
     new_recall = {lift: r for lift, (r, _) in recall.items()}
-    return LiftChoice(choose_lift(ndcg, new_recall, cs.max_ndcg_loss), ndcg, new_recall,
+    return LiftChoice(choose_lift(ndcg, new_recall, cs.max_ndcg_loss, candidates), ndcg, new_recall,
                       next(iter(recall.values()))[1], cs.max_ndcg_loss)
 
 
