@@ -16,14 +16,15 @@ similarity (within predicted genres) -> recommend -> evaluate, with the data fol
 Every model of the evaluate stage is compared side by side (popular, item_knn, als (tuned on a
 carve-out of the training part), ease (lambda tuned likewise), visual,
 paper = the paper's method, paper_rating, hybrid = the default recommender, random,
-genre_affinity), followed by the goals of the default: temporal nDCG@10 against the best of
-item_knn, als and ease, new-item recall@10 against the paper's method, coverage against item_knn, and
-the cold-start model's ablations (each feature left out, refitted, on the new-item protocol), the
+genre_affinity, ranked = the two-stage recommender: CF candidates re-ranked by LightGBM), followed by
+the goals: ranked's temporal nDCG@10 against the best other model (goal 1.10x), the default's
+against the best of item_knn, als and ease, new-item recall@10 against the paper's method, coverage
+against item_knn; the ranker refitted without its poster features, the cold-start model's ablations (each feature left out, refitted, on the new-item protocol), the
 two regimes side by side (metadata available / content only, each with and without posters), and
 the exposure policy's alternatives (each min_lift of the grid, on the test part). The
 data never leaves --data; tables live in a temporary folder. Writes
-benchmarks/results/real_data.md; the last line printed is the headline: the hybrid's nDCG@10 over
-the best rating-based baseline's.
+benchmarks/results/real_data.md; the last line printed is the headline: ranked's nDCG@10 over the
+best other model's.
 """
 from __future__ import annotations
 
@@ -67,6 +68,29 @@ def value(table: pd.DataFrame, model: str, metric: str, slice_: str = "all") -> 
 
 def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
+
+
+def ranker_ablation(spark: object, cfg: Config, t: pd.DataFrame) -> list[str]:
+    """The ranked model refitted without the poster features (each, and both): what the posters add
+    to the warm ranking (temporal protocol, test part; the ranker is fitted on a training carve-out)."""
+    from hybridrec.config import POSTER_RANK_FEATURES
+    from hybridrec.stages.evaluate import run_evaluate
+
+    feats = list(cfg.recommend.ranker.features)
+    out = ["", "## Two-stage ranker: what the poster features add (temporal protocol, refitted)", "",
+           "| features | nDCG@10 | recall@10 | vs all features |", "|---|---|---|---|"]
+    full = value(t, "ranked", "ndcg") or 0.0
+    out.append(f"| all ({len(feats)}) | {full:.4f} | {value(t, 'ranked', 'recall') or 0:.4f} | - |")
+    for drop in [[f] for f in POSTER_RANK_FEATURES if f in feats] + [[f for f in POSTER_RANK_FEATURES if f in feats]]:
+        kept = [f for f in feats if f not in drop]
+        abl = replace(cfg, recommend=replace(cfg.recommend, ranker=replace(cfg.recommend.ranker, features=kept)),
+                      evaluate=replace(cfg.evaluate, models=["ranked"]),
+                      run=replace(cfg.run, id=f"ml100k-ranked-no-{'-'.join(drop)}"))
+        at = run_evaluate(spark, abl).table  # type: ignore[arg-type]
+        nd = value(at, "ranked", "ndcg") or 0.0
+        out.append(f"| without {' and '.join(drop)} | {nd:.4f} | {value(at, 'ranked', 'recall') or 0:.4f} "
+                   f"| {nd / full - 1 if full else 0:+.1%} |")
+    return out
 
 
 def main() -> int:
@@ -130,17 +154,27 @@ def main() -> int:
     best_cf = value(t, best_name, "ndcg") or 0.0
     hybrid = value(t, "hybrid", "ndcg") or 0.0
     ratio = hybrid / best_cf if best_cf else 0.0
+    # the two-stage ranker's bar: the best of every other model (the tuned baselines and the default)
+    others = [m for m in cfg.evaluate.models if m not in ("ranked",)]
+    bar_name = max(others, key=lambda m: value(t, m, "ndcg") or 0.0)
+    bar = value(t, bar_name, "ndcg") or 0.0
+    ranked = value(t, "ranked", "ndcg")
+    ranked_ratio = (ranked or 0.0) / bar if bar else 0.0
     new_h, new_p = value(c, "hybrid", "recall") or 0.0, value(c, "paper", "recall") or 0.0
     cov_h, cov_k = value(t, "hybrid", "coverage") or 0.0, value(t, "item_knn", "coverage") or 0.0
     lines += ["", "## What each model fitted (settings tuned on carve-outs of the training part)", ""]
     lines += [f"- {line}" for fl in temporal.fitted.values() for line in fl] or ["- (nothing reported)"]
-    lines += ["", "## Goals of the default recommender (hybrid)", "",
+    lines += ["", "## Goals of the default recommender (hybrid) and the two-stage ranker (ranked)", "",
               "| goal | measured | target | met |", "|---|---|---|---|",
+              f"| ranked: temporal nDCG@10 vs the best other model ({bar_name}) | {ranked or 0:.4f} / {bar:.4f} = "
+              f"{ranked_ratio:.3f} | >= 1.10 | {'yes' if ranked_ratio >= 1.10 else 'no'} |",
               f"| temporal nDCG@10 vs best CF ({best_name}) | {hybrid:.4f} / {best_cf:.4f} = {ratio:.3f} | >= 1.0 "
               f"(aim 1.1) | {'yes' if ratio >= 1.0 else 'no'} |",
               f"| new-item recall@10 vs the paper's method | {new_h:.4f} / {new_p:.4f} = "
               f"{new_h / new_p if new_p else 0:.2f}x | >= 2x | {'yes' if new_p and new_h >= 2 * new_p else 'no'} |",
               f"| coverage@10 vs item_knn | {cov_h:.4f} / {cov_k:.4f} | >= item_knn | {'yes' if cov_h >= cov_k else 'no'} |"]
+    if ranked is not None:
+        lines += ranker_ablation(spark, cfg, t)
     lines += ["", "## Cold-start model: each feature left out (new-item protocol, refitted)", "",
               "| features | new items: recall@10 | new items: nDCG@10 |", "|---|---|---|"]
     feats = list(cfg.recommend.cold_start.features)
@@ -202,7 +236,7 @@ def main() -> int:
     lines += ["", *config_block("recommend", cfg.recommend), *config_block("evaluate", cfg.evaluate),
               *config_block("similarity", cfg.similarity)]
     write_results(args.out, lines)
-    print(f"headline: real_data_hybrid_ndcg_vs_best_cf {ratio:.3f}")
+    print(f"headline: real_data_ranked_ndcg_vs_best_baseline {ranked_ratio:.3f}")
     return 0
 
 

@@ -48,8 +48,18 @@ Gain = Literal["graded", "binary"]
 # (the similarity stage's neighbours + the fitted cold-start model, recommend.cold_start); random:
 # seeded random order; genre_affinity: items scored by the customer's share of liked ratings in
 # each of their genres. Every name is a registered hybridrec.models recommender.
+# ranked: the two-stage recommender (candidates from item_knn, ease, svd and popularity re-ranked by
+# a LightGBM lambdarank model, recommend.ranker).
 ModelName = Literal["popular", "item_knn", "als", "ease", "visual", "paper", "paper_rating", "hybrid", "random",
-                    "genre_affinity"]
+                    "genre_affinity", "ranked"]
+# the ranked model's features (hybridrec.models.ranker): CF scores and ranks, item popularity, its
+# trend and age, genre affinity, similarity to the latest likes; predicted_affinity (the classifier's
+# genres) and poster_sim (CNN embeddings) are the ones that come from the posters
+RankFeature = Literal["knn", "knn_rank", "ease", "ease_rank", "svd", "svd_rank", "popularity", "recent", "trend",
+                      "age", "genre_affinity", "predicted_affinity", "recent_sim_max", "recent_sim_mean",
+                      "poster_sim", "history"]
+RANK_FEATURES: tuple[str, ...] = typing.get_args(RankFeature)
+POSTER_RANK_FEATURES = ("predicted_affinity", "poster_sim")
 # the cold-start model's features (hybridrec.models.coldstart): prior and vote_average are TMDB
 # metadata, which a brand-new release lacks; genre, image and cf are content (the regime every item has)
 ColdFeature = Literal["prior", "vote_average", "genre", "image", "cf"]
@@ -413,11 +423,46 @@ class NewItemsConf:
 
 
 @dataclass(frozen=True)
+class RankerConf:
+    """The ``ranked`` model (hybridrec.models.ranker): CF candidates re-ranked by a learned ranker."""
+
+    candidates: int = 100  # per source (item_knn, ease, svd, popularity); their union is re-ranked
+    features: list[RankFeature] = field(default_factory=lambda: list(RANK_FEATURES))  # type: ignore[arg-type]
+    factors: int = 64  # svd source: the leading eigenvectors of ease's Gram matrix (PureSVD)
+    rank_depth: int = 500  # a source's rank feature counts to this depth (deeper: depth + 1)
+    recent_likes: int = 5  # the customer's latest likes (rating > threshold) for the recent_* and poster features
+    recent_days: int = 30  # recent: ratings of the item in this many days before the customer's latest rating
+    history_days: int = 365  # ... counted per day over this many days up to the newest rating (older: day one)
+    fit_customers: int = 10000  # the ranker is fitted on a temporal carve-out of at most this many customers
+    folds: int = 5  # the number of boosting rounds: k-fold cross-validation over those customers
+    leaves: int = 15
+    learning_rate: float = 0.05
+    min_leaf: int = 50
+    rounds: int = 500
+    early_stopping: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1 or self.factors < 1 or self.recent_likes < 1 or self.recent_days < 1 \
+                or self.rank_depth < self.candidates or self.history_days < 2 * self.recent_days \
+                or self.fit_customers < 10 or self.folds < 2 or self.leaves < 2 \
+                or self.learning_rate <= 0 or self.min_leaf < 1 or self.rounds < 1 or self.early_stopping < 1:
+            raise UserError("config keys 'recommend.ranker.candidates', 'factors', 'recent_likes', "
+                            "'recent_days', 'min_leaf', 'rounds', 'early_stopping' >= 1, 'rank_depth' >= 'candidates', "
+                            "'history_days' >= 2 x 'recent_days', 'fit_customers' >= 10, 'folds' and 'leaves' >= 2, "
+                            "'learning_rate' > 0")
+        if not self.features:
+            raise _fail("recommend.ranker.features", f"needs at least one feature; features are "
+                                                     f"{', '.join(RANK_FEATURES)}")
+
+
+@dataclass(frozen=True)
 class RecommendConf:
     # hybrid (the default): the similarity stage's neighbours for items with ratings + the fitted
     # cold-start model for items with few or none; any other registered model serves as it is evaluated
     model: ModelName = "hybrid"
     cold_start: ColdStartConf = field(default_factory=ColdStartConf)
+    ranker: RankerConf = field(default_factory=RankerConf)
     new: NewItemsConf = field(default_factory=NewItemsConf)
     top_n: int = 10
     threshold: float = 3.0  # only ratings above this add their neighbours (the paper's threshold)

@@ -61,6 +61,8 @@ class FitData:
     memberships: Callable[[Blocks | None], DataFrame]  # (item_id, block) for a block kind; None = one block
     stored: StoredNeighbors | None = None
     cache: dict[Any, DataFrame] = field(default_factory=dict)  # neighbour sets, shared by the models of one fit
+    # (item_id, genre_probs, ...): the classifier's item_categories (None: no classifier to read)
+    categories: Callable[[], DataFrame] | None = None
 
     def neighbors(self, recipe: NeighborRecipe) -> DataFrame:
         """The recipe's neighbours on these ratings: the stored ones when their recipe is the same,
@@ -91,7 +93,7 @@ class FitData:
         shared, rating ones are not, and stored neighbours only when their recipe uses no ratings."""
         stored = self.stored if self.stored is not None and not self.stored.recipe.uses_ratings else None
         return FitData(self.spark, ratings, self.items, self.embeddings, self.vectors, self.memberships, stored,
-                       {k: v for k, v in self.cache.items() if k[0] == "image"})
+                       {k: v for k, v in self.cache.items() if k[0] == "image"}, self.categories)
 
 
 class Fitted(ABC):

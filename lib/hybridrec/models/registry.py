@@ -7,9 +7,10 @@ from hybridrec.models.dense import Als, GenreAffinity, Popular, RandomOrder
 from hybridrec.models.ease import Ease
 from hybridrec.models.hybrid import Hybrid
 from hybridrec.models.neighborhood import ItemKnn, Paper, PaperRating, Visual
+from hybridrec.models.ranker import Ranked
 
 MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (
-    Popular, ItemKnn, Als, Ease, Visual, Paper, PaperRating, Hybrid, RandomOrder, GenreAffinity)}
+    Popular, ItemKnn, Als, Ease, Visual, Paper, PaperRating, Hybrid, RandomOrder, GenreAffinity, Ranked)}
 
 
 def make_model(name: str, conf: ModelConf) -> Recommender:

@@ -26,7 +26,7 @@ K = TypeVar("K", bound=Hashable)
 @dataclass(frozen=True)
 class CarveOut:
     train: DataFrame  # the carve-out's training ratings (customer_id, item_id, rating, timestamp)
-    rows: pd.DataFrame  # the sampled customers' training rows (customer_id, item_id, rating)
+    rows: pd.DataFrame  # the sampled customers' training rows (customer_id, item_id, rating, timestamp)
     gains: dict[int, dict[int, float]]  # their held-out relevant items
 
     def ndcg(self, lists: pd.DataFrame, k: int = CUT_OFF) -> float:
@@ -65,7 +65,7 @@ def carve_out(ratings: DataFrame, customers: int, seed: int, holdout: float = HO
     held = split.filter((F.col(PART) == TEST) & (F.col(S.RATING) >= relevant)).select(S.CUSTOMER_ID, S.ITEM_ID)
     sample = customer_sample(held, customers, seed).select(S.CUSTOMER_ID).distinct()
     rows = cast(pd.DataFrame, train.join(sample, S.CUSTOMER_ID, "left_semi")
-                .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
+                .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP).toPandas())
     truth = cast(pd.DataFrame, held.join(sample, S.CUSTOMER_ID, "left_semi").toPandas())
     gains = {int(c): {int(i): 1.0 for i in g[S.ITEM_ID]} for c, g in truth.groupby(S.CUSTOMER_ID)}
     return CarveOut(train, rows, gains)

@@ -10,7 +10,8 @@ from hybridrec.config import Blocks, Config
 from hybridrec.features.vectors import embedding_vectors, item_vectors, memberships
 from hybridrec.models.base import FitData, StoredNeighbors
 from hybridrec.neighbors.recipe import NeighborRecipe
-from hybridrec.storage.tables import ensure_table
+from hybridrec.errors import UserError
+from hybridrec.storage.tables import ensure_table, table_exists
 
 
 def fit_data(spark: SparkSession, cfg: Config, ratings: DataFrame, stored: StoredNeighbors | None = None) -> FitData:
@@ -21,8 +22,15 @@ def fit_data(spark: SparkSession, cfg: Config, ratings: DataFrame, stored: Store
     def blocks_of(blocks: Blocks | None) -> DataFrame:
         return memberships(spark, cfg.storage, blocks, vectors() if blocks is None else None)
 
+    def categories() -> DataFrame:
+        if not table_exists(spark, cfg.storage, S.ITEM_CATEGORIES):
+            raise UserError("recommend.ranker.features: predicted_affinity needs the item_categories table: run the "
+                            "train stage first, or leave predicted_affinity out of the features")
+        return spark.table(cfg.storage.table(S.ITEM_CATEGORIES))
+
     return FitData(spark, ratings, spark.table(ensure_table(spark, cfg.storage, S.ITEMS)),
-                   lambda: embedding_vectors(spark, cfg.storage, cfg.embed), vectors, blocks_of, stored)
+                   lambda: embedding_vectors(spark, cfg.storage, cfg.embed), vectors, blocks_of, stored,
+                   categories=categories)
 
 
 def run_neighbors(spark: SparkSession, cfg: Config) -> StoredNeighbors | None:

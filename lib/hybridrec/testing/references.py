@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from hybridrec.config import RankerConf
 from hybridrec.models.coldstart import ColdCatalogue
+from hybridrec.models.ranker import Sources
 from hybridrec.neighbors.kernels import SimilarityParams, pair_scores
 from hybridrec.neighbors.ratingsim import RatingSimParams
 
@@ -113,3 +115,79 @@ def reference_content_row(genres: list[str], year: int | None, poster: np.ndarra
     else:
         dec[max(0, min(len(decades) - 1, (year - decades[0]) // 10))] = 1.0
     return row + dec + [1.0]
+
+
+def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sources, rk: RankerConf,
+                              threshold: float, allowed: set[int] | None = None
+                              ) -> dict[tuple[int, int], tuple[dict[str, float], int]]:
+    """The ranked model's candidates and features by loops, one customer and one item at a time:
+    rows = (customer, item, rating, time in seconds); returns (customer, item) -> (feature -> value, because
+    item or -1). The twin of :func:`hybridrec.models.ranker.candidate_features`."""
+    import math
+
+    ids = [int(i) for i in src.item_ids]
+    pos = {i: p for p, i in enumerate(ids)}
+    knn = src.knn.csr().toarray()
+    ease_items = [ids[p] for p in src.ease_pos]
+    epos = {i: e for e, i in enumerate(ease_items)}
+    horizon = src.daily.shape[0] - 1
+
+    def window(p: int, hi: int, lo: int) -> int:  # ratings of item p on days in (lo, hi], clipped to the counts
+        def upto(d: int) -> int:
+            return int(src.daily[min(max(d - src.day0 + 1, 0), horizon), p])
+        return upto(hi) - upto(lo)
+
+    out: dict[tuple[int, int], tuple[dict[str, float], int]] = {}
+    for cust in sorted({r[0] for r in rows}):
+        mine = [r for r in rows if r[0] == cust]
+        known = [r for r in mine if r[1] in pos]
+        ref = max(r[3] for r in mine) // 86400
+        seen = {r[1] for r in known}
+        likes = [r for r in known if r[2] > threshold]
+        open_items = [i for i in ids if i not in seen and (allowed is None or i in allowed)]
+        score: dict[str, dict[int, float]] = {"knn": {}, "ease": {}, "svd": {}, "popularity": {}}
+        for j in open_items:
+            s = sum(r[2] * knn[pos[r[1]], pos[j]] for r in likes)
+            if s != 0:
+                score["knn"][j] = s
+            if j in epos:
+                rated_e = [epos[i] for i in seen if i in epos]
+                score["ease"][j] = float(sum(src.ease_b[e, epos[j]] for e in rated_e))
+                score["svd"][j] = float(sum(sum(src.svd_v[e, f] for e in rated_e) * src.svd_v[epos[j], f]
+                                            for f in range(src.svd_v.shape[1])))
+            score["popularity"][j] = float(src.popularity[pos[j]])
+        rank = {name: {j: k + 1 for k, j in enumerate(sorted(s, key=lambda j: (-s[j], j)))}
+                for name, s in score.items()}
+        cands = [j for j in open_items if any(rank[name].get(j, math.inf) <= rk.candidates for name in rank)]
+        genre_share = np.zeros(src.genres.shape[1])
+        pred_share = np.zeros(src.predicted.shape[1])
+        for i in sorted({r[1] for r in likes}):
+            genre_share += src.genres[pos[i]]
+            pred_share += src.predicted[pos[i]]
+        genre_share /= max(genre_share.sum(), 1.0)
+        pred_share = pred_share / pred_share.sum() if pred_share.sum() > 0 else pred_share
+        latest = [r[1] for r in sorted(likes, key=lambda r: (-r[3], -r[1]))[:rk.recent_likes]]
+        for j in cands:
+            f: dict[str, float] = {}
+            for name in ("knn", "ease", "svd"):
+                f[name] = score[name].get(j, math.nan)
+                rk_ = rank[name].get(j)
+                f[f"{name}_rank"] = math.nan if rk_ is None else float(min(rk_, rk.rank_depth + 1))
+            f["popularity"] = math.log1p(src.popularity[pos[j]])
+            recent = window(pos[j], ref, ref - rk.recent_days)
+            previous = window(pos[j], ref - rk.recent_days, ref - 2 * rk.recent_days)
+            f["recent"] = math.log1p(recent)
+            f["trend"] = math.log1p(recent) - math.log1p(previous)
+            f["age"] = (ref - src.release_day[pos[j]]) / 365.0
+            f["genre_affinity"] = float(genre_share @ src.genres[pos[j]])
+            f["predicted_affinity"] = float(pred_share @ src.predicted[pos[j]])
+            sims = [float(src.cosine[epos[k], epos[j]]) if k in epos and j in epos else 0.0 for k in latest]
+            posters = [float(src.posters[pos[k]] @ src.posters[pos[j]]) for k in latest]
+            f["recent_sim_max"] = max(sims) if sims else math.nan
+            f["recent_sim_mean"] = sum(sims) / len(sims) if sims else math.nan
+            f["poster_sim"] = sum(posters) / len(posters) if posters else math.nan
+            f["history"] = math.log1p(len(mine))
+            contrib = sorted(((r[2] * knn[pos[r[1]], pos[j]], r[1]) for r in likes), key=lambda t: (-t[0], t[1]))
+            because = contrib[0][1] if contrib and contrib[0][0] > 0 else -1
+            out[(cust, j)] = (f, because)
+    return out

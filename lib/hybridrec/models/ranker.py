@@ -1,0 +1,537 @@
+"""The two-stage recommender (``recommend.model: ranked``): candidates from the collaborative
+models, re-ranked by a learned ranker over CF, popularity, content and poster features.
+
+    candidates(u) = top-C unrated items of each source: item_knn (the similarity stage's rating
+                    neighbours, scored the paper's way), ease (EASE^R), svd (PureSVD: the leading
+                    eigenvectors of EASE's Gram matrix) and popularity;  their union is re-ranked
+    features(u, j) = each source's score and rank, log popularity, ratings in the last
+                    ``recent_days`` before the customer's latest rating and their trend, the item's
+                    age, genre affinity, the classifier's predicted-genre affinity, rating and
+                    poster similarity to the customer's latest likes, the customer's history length
+    ranker          = LightGBM lambdarank (fitted on the driver), predicted on the executors
+
+The ranker is fitted on a temporal carve-out of the fitted ratings only (each customer's latest 20%
+held out, :func:`hybridrec.models.tuning.carve_out`, a seeded sample of at most ``fit_customers``
+customers; the sources are refitted on the carve-out's training part, so the features it learns
+from are what serving computes); its number of rounds is chosen by cross-validation over those
+customers. Serving refits the sources on every rating (reusing the similarity stage's neighbours)
+and streams the customers through :func:`rank_batch` in bounded chunks. Driver memory is bounded
+by ``ease_items`` (N x N) and the sample; each chunk scores at most ``MAX_CELLS`` customer x item
+cells at once. :mod:`tests.unit.test_ranker` has the pure-Python reference of every feature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence, cast
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from scipy import sparse
+
+from hybridrec import schemas as S
+from hybridrec.config import POSTER_RANK_FEATURES, RANK_FEATURES, EvaluateConf, RankerConf, RecommendConf
+from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
+from hybridrec.models.coldstart import centred_unit
+from hybridrec.models.ease import choose_lambda, ease_weights, gram_matrix, top_items
+from hybridrec.models.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, NeighborMatrix
+from hybridrec.models.tuning import RELEVANT, carve_out
+from hybridrec.neighbors.recipe import NeighborRecipe
+from hybridrec.runtime.batches import map_customer_chunks
+from hybridrec.runtime.collect import collect_vectors
+
+SOURCE_RANKED = "ranked"
+DAY = 86400
+MAX_CELLS = 4_000_000  # customers x catalogue items scored at once
+SOURCES = ("knn", "ease", "svd", "popularity")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The candidate sources and item features fitted on one set of ratings, over one sorted
+    catalogue index (``knn.item_ids``): picklable, broadcast once to the executors."""
+
+    knn: NeighborMatrix  # rating-cosine neighbours k -> j; its item_ids are the catalogue
+    ease_pos: np.ndarray  # (N,) catalogue positions of EASE's items
+    ease_b: np.ndarray  # (N, N) EASE weights
+    svd_v: np.ndarray  # (N, f) PureSVD item factors (unit columns)
+    cosine: np.ndarray  # (N, N) co-rating cosine of EASE's items (from the same Gram matrix), 0 on the diagonal
+    popularity: np.ndarray  # (I,) ratings per item
+    day0: int  # the first day (since the epoch) of ``daily``
+    daily: np.ndarray  # (D + 1, I) cumulative ratings per item: row d = ratings on days < day0 + d
+    release_day: np.ndarray  # (I,) release date in days since the epoch, nan where unknown
+    genres: np.ndarray  # (I, G) TMDB genres, 0/1
+    predicted: np.ndarray  # (I, P) the classifier's genre probabilities (0 where none)
+    posters: np.ndarray  # (I, d) centred unit poster vectors (0 where none)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.knn.item_ids
+
+
+def _seconds(ts: pd.Series) -> np.ndarray:
+    """Timestamps as whole seconds since the epoch (NaT -> -1)."""
+    t = pd.to_datetime(ts)
+    out = np.full(len(t), -1, np.int64)
+    ok = t.notna().to_numpy()
+    out[ok] = t[ok].to_numpy("datetime64[s]").astype(np.int64)
+    return out
+
+
+def daily_counts(days: np.ndarray, cols: np.ndarray, n_items: int, horizon: int) -> tuple[int, np.ndarray]:
+    """(day0, cumulative (D + 1, I) counts) of ratings on ``days`` of items ``cols`` over the last
+    ``horizon`` days up to the newest rating (older ratings count on day0)."""
+    last = int(days.max()) if len(days) else 0
+    day0 = last - horizon + 1
+    d = np.clip(days - day0, 0, horizon - 1)
+    per = np.zeros((horizon + 1, n_items), np.int32)
+    np.add.at(per, (d + 1, cols), 1)
+    return day0, np.cumsum(per, axis=0, dtype=np.int32)
+
+
+def _catalogue_rows(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(found, position in ``ids``) of each of ``wanted``; ``ids`` sorted."""
+    if len(ids) == 0:
+        return np.zeros(len(wanted), bool), np.zeros(len(wanted), np.int64)
+    pos = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return ids[pos] == wanted, pos
+
+
+@dataclass(frozen=True)
+class ItemInputs:
+    """What the sources read besides the ratings, collected once per fit: the items' genres and
+    release dates, the classifier's probabilities, the poster vectors."""
+
+    items: pd.DataFrame  # item_id, genres, release_date
+    predicted: pd.DataFrame  # item_id, genre_probs (empty without a classifier)
+    vec_ids: np.ndarray
+    vectors: np.ndarray
+
+    @staticmethod
+    def collect(data: FitData, features: Sequence[str]) -> "ItemInputs":
+        items = cast(pd.DataFrame, data.items.select(S.ITEM_ID, S.GENRES, "release_date").toPandas())
+        predicted = pd.DataFrame({S.ITEM_ID: [], S.GENRE_PROBS: []})
+        if "predicted_affinity" in features and data.categories is not None:
+            predicted = cast(pd.DataFrame, data.categories().select(S.ITEM_ID, S.GENRE_PROBS).toPandas())
+        vec_ids, vectors = np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
+        if "poster_sim" in features:
+            vec_ids, vectors = collect_vectors(data.embeddings())
+        return ItemInputs(items, predicted, vec_ids, vectors)
+
+
+def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: EvaluateConf, rk: RankerConf,
+                lam: float) -> Sources:
+    """The sources fitted on ``data.ratings``: its rating neighbours (the stored ones when the
+    recipe is item_knn's), EASE over the ``ease_items`` most-rated items with ``lam``, PureSVD from
+    the same Gram matrix, the per-item daily counts, and the item features over the catalogue."""
+    ratings = data.ratings
+    knn_pairs = cast(pd.DataFrame, data.neighbors(recipe).select(S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY).toPandas())
+    counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID, F.datediff(F.col(S.TIMESTAMP), F.lit("1970-01-01"))
+                                                .alias("_day")).count().toPandas())
+    catalogue = np.unique(np.concatenate([inputs.items[S.ITEM_ID].to_numpy(np.int64),
+                                          counts[S.ITEM_ID].to_numpy(np.int64)]))
+    knn = NeighborMatrix.from_pairs(knn_pairs[S.ITEM_ID].to_numpy(np.int64),
+                                    knn_pairs[S.NEIGHBOR_ID].to_numpy(np.int64),
+                                    knn_pairs[S.SIMILARITY].to_numpy(np.float64), all_items=catalogue)
+    ids = knn.item_ids
+    n = len(ids)
+    cols = np.searchsorted(ids, counts[S.ITEM_ID].to_numpy(np.int64))
+    n_day = counts["count"].to_numpy(np.int64)
+    popularity = np.bincount(cols, weights=n_day, minlength=n).astype(np.float64)
+    days = counts["_day"].fillna(-1).to_numpy(np.int64)
+    day0, daily = daily_counts(np.repeat(days, n_day), np.repeat(cols, n_day), n, rk.history_days)
+    ease_ids = top_items(ratings, ec.ease_items)
+    gram = gram_matrix(ratings, ease_ids)
+    ease_b = ease_weights(gram, lam).astype(np.float32)
+    w, v = np.linalg.eigh(gram)
+    svd_v = v[:, np.argsort(-w)[:min(rk.factors, len(w))]].astype(np.float32)
+    return Sources(knn, np.searchsorted(ids, ease_ids), ease_b, svd_v, gram_cosine(gram), popularity, day0, daily,
+                   *item_features(ids, inputs))
+
+
+def gram_cosine(gram: np.ndarray) -> np.ndarray:
+    """G[i, j] / sqrt(G[i, i] G[j, j]) (binary co-rating cosine), 0 on the diagonal and for unrated items."""
+    d = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    cos = gram / np.maximum(d[:, None] * d[None, :], 1e-12)
+    np.fill_diagonal(cos, 0.0)
+    return cos.astype(np.float32)
+
+
+def item_features(ids: np.ndarray, inputs: ItemInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(release day, genres, predicted genre probabilities, centred unit posters) over ``ids``."""
+    n = len(ids)
+    items = inputs.items
+    found, pos = _catalogue_rows(ids, items[S.ITEM_ID].to_numpy(np.int64))
+    release = np.full(n, np.nan)
+    rel = pd.to_datetime(items["release_date"], errors="coerce")
+    ok = found & rel.notna().to_numpy()
+    release[pos[ok]] = rel[ok].to_numpy("datetime64[D]").astype(np.int64)
+    names = sorted({g for gs in items[S.GENRES] for g in (gs if gs is not None else [])})
+    gcol = {g: c for c, g in enumerate(names)}
+    genres = np.zeros((n, max(len(names), 1)), np.float32)
+    for p, f, gs in zip(pos, found, items[S.GENRES]):
+        for g in (gs if f and gs is not None else []):
+            genres[p, gcol[g]] = 1.0
+    pnames = sorted({g for m in inputs.predicted[S.GENRE_PROBS] for g in dict(m)})
+    pcol = {g: c for c, g in enumerate(pnames)}
+    predicted = np.zeros((n, max(len(pnames), 1)), np.float32)
+    pfound, ppos = _catalogue_rows(ids, inputs.predicted[S.ITEM_ID].to_numpy(np.int64))
+    for p, f, m in zip(ppos, pfound, inputs.predicted[S.GENRE_PROBS]):
+        for g, prob in (dict(m).items() if f else ()):
+            predicted[p, pcol[g]] = float(prob)
+    posters = np.zeros((n, inputs.vectors.shape[1]), np.float32)
+    if len(inputs.vec_ids):
+        vfound, vpos = _catalogue_rows(ids, inputs.vec_ids)
+        vec = inputs.vectors[vfound]
+        posters[vpos[vfound]] = centred_unit(vec, vec)
+    return release, genres, predicted, posters
+
+
+
+# ---- the candidates and features of one batch of customers ---------------------------------------
+@dataclass(frozen=True)
+class Candidates:
+    """Each customer's candidates: (customer_id, item_id) rows, their features (``x``, columns in
+    RANK_FEATURES order) and "because" item (the liked item with the largest rating x neighbour
+    similarity to the candidate; -1: none)."""
+
+    customers: np.ndarray
+    items: np.ndarray
+    x: np.ndarray
+    because: np.ndarray
+
+    @staticmethod
+    def concat(parts: Sequence["Candidates"]) -> "Candidates":
+        if not parts:
+            return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(RANK_FEATURES))),
+                              np.zeros(0, np.int64))
+        return Candidates(*(np.concatenate([getattr(p, f) for p in parts])
+                            for f in ("customers", "items", "x", "because")))
+
+
+def top_ranks(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Each cell's rank within its row (1 = best, by score desc then column asc) among the row's
+    finite cells, for the first ``depth`` of them; ``depth + 1`` beyond, nan for a non-finite cell.
+    Exact under ties: of the cells tied with the depth-th, the smallest columns are inside."""
+    m, n = scores.shape
+    d = min(depth, n)
+    rank = np.full((m, n), float(depth + 1))
+    if m == 0 or n == 0:
+        return rank
+    kth = -np.partition(-scores, d - 1, axis=1)[:, d - 1]
+    greater = scores > kth[:, None]
+    tie = scores == kth[:, None]
+    need = d - greater.sum(1)
+    inside = (greater | (tie & (np.cumsum(tie, axis=1) <= need[:, None]))) & np.isfinite(scores)
+    r, c = np.nonzero(inside)
+    order = np.lexsort((c, -scores[r, c], r))
+    r, c = r[order], c[order]
+    rank[r, c] = np.arange(len(r)) - np.searchsorted(r, r, side="left") + 1
+    rank[~np.isfinite(scores)] = np.nan
+    return rank
+
+
+def candidate_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, times: np.ndarray,
+                       src: Sources, rk: RankerConf, threshold: float,
+                       allowed: np.ndarray | None = None) -> Candidates:
+    """Candidates and features of one batch of customers (parallel arrays of their ratings and the
+    rating times in seconds since the epoch, -1 unknown; every customer's ratings all in the batch). A rating of an item
+    outside the catalogue (a placeholder) counts only towards the history length and the reference
+    day. ``allowed``: catalogue mask of the items that may be recommended (None: all)."""
+    cust_ids, crow = np.unique(customers, return_inverse=True)
+    n = len(src.item_ids)
+    found, col = _catalogue_rows(src.item_ids, items)
+    order = np.argsort(crow, kind="stable")
+    bounds = np.searchsorted(crow[order], np.arange(len(cust_ids) + 1))
+    step = max(1, MAX_CELLS // max(n, 1))
+    parts = []
+    for lo in range(0, len(cust_ids), step):
+        hi = min(lo + step, len(cust_ids))
+        rows = order[bounds[lo]:bounds[hi]]
+        parts.append(_chunk_features(cust_ids[lo:hi], crow[rows] - lo, col[rows], found[rows], ratings[rows],
+                                     times[rows], src, rk, threshold, allowed))
+    return Candidates.concat(parts)
+
+
+def _chunk_features(cust_ids: np.ndarray, r: np.ndarray, c: np.ndarray, known: np.ndarray, rating: np.ndarray,
+                    time: np.ndarray, src: Sources, rk: RankerConf, threshold: float,
+                    allowed: np.ndarray | None) -> Candidates:
+    m, n = len(cust_ids), len(src.item_ids)
+    history = np.bincount(r, minlength=m).astype(np.float64)
+    ref = np.full(m, -1, np.int64)  # the reference day: the day of the customer's latest rating
+    np.maximum.at(ref, r, np.where(time >= 0, time // DAY, -1))
+    r, c, rating, time = r[known], c[known], rating[known], time[known]
+    liked = rating > threshold
+    r_liked = sparse.csr_matrix((rating[liked], (r[liked], c[liked])), shape=(m, n))
+    liked01 = sparse.csr_matrix((np.ones(int(liked.sum())), (r[liked], c[liked])), shape=(m, n))
+    liked01.data[:] = 1.0  # a duplicated rating counts once
+    rated = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(m, n))
+    rated.data[:] = 1.0
+    blocked = rated.toarray() > 0
+    if allowed is not None:
+        blocked |= ~allowed[None, :]
+    knn_csr = src.knn.csr()
+    knn = np.asarray((r_liked @ knn_csr).todense())
+    knn = np.where(blocked | (knn == 0), -np.inf, knn)  # no liked neighbour: no knn evidence
+    xe = rated[:, src.ease_pos].toarray().astype(np.float32)
+    ease = np.full((m, n), -np.inf)
+    svd = np.full((m, n), -np.inf)
+    if len(src.ease_pos):
+        ease[:, src.ease_pos] = xe @ src.ease_b
+        svd[:, src.ease_pos] = (xe @ src.svd_v) @ src.svd_v.T
+    ease[blocked] = -np.inf
+    svd[blocked] = -np.inf
+    pop = np.where(blocked, -np.inf, src.popularity[None, :])
+    scores = {"knn": knn, "ease": ease, "svd": svd, "popularity": pop}
+    ranks = {name: top_ranks(v, rk.rank_depth) for name, v in scores.items()}  # rank_depth >= candidates
+    cand = np.zeros((m, n), bool)
+    for rank in ranks.values():
+        cand |= rank <= rk.candidates  # nan compares False
+    rows, cols = np.nonzero(cand)
+    f: dict[str, np.ndarray] = {}
+    for name in ("knn", "ease", "svd"):
+        v = scores[name][rows, cols]
+        f[name] = np.where(np.isfinite(v), v, np.nan)
+        f[f"{name}_rank"] = ranks[name][rows, cols]
+    f["popularity"] = np.log1p(src.popularity[cols])
+    horizon = src.daily.shape[0] - 1
+    end = np.clip(ref - src.day0 + 1, 0, horizon)
+    mid = np.clip(end - rk.recent_days, 0, horizon)
+    start = np.clip(end - 2 * rk.recent_days, 0, horizon)
+    recent = (src.daily[end[rows], cols] - src.daily[mid[rows], cols]).astype(np.float64)
+    previous = (src.daily[mid[rows], cols] - src.daily[start[rows], cols]).astype(np.float64)
+    f["recent"] = np.log1p(recent)
+    f["trend"] = np.log1p(recent) - np.log1p(previous)
+    f["age"] = np.where(ref[rows] >= 0, (ref[rows] - src.release_day[cols]) / 365.0, np.nan)
+    share = np.asarray(liked01 @ src.genres)
+    share /= np.maximum(share.sum(1, keepdims=True), 1.0)
+    f["genre_affinity"] = np.einsum("ij,ij->i", share[rows], src.genres[cols])
+    pshare = np.asarray(liked01 @ src.predicted)
+    pshare /= np.maximum(pshare.sum(1, keepdims=True), 1e-12)
+    f["predicted_affinity"] = np.einsum("ij,ij->i", pshare[rows], src.predicted[cols])
+    latest = latest_likes(r[liked], c[liked], time[liked], m, rk.recent_likes)
+    n_likes = (latest >= 0).sum(1)[rows]
+    epos = np.full(n, -1, np.int64)  # catalogue position -> row of the cosine matrix (-1: not an EASE item)
+    epos[src.ease_pos] = np.arange(len(src.ease_pos))
+    ecol = epos[cols]
+    sim_max = np.full(len(rows), np.nan)
+    sim_sum = np.zeros(len(rows))
+    poster_sum = np.zeros(len(rows))
+    for s in range(latest.shape[1]):
+        k = latest[rows, s]
+        has = k >= 0
+        sim = np.zeros(len(rows))
+        both = has & (ecol >= 0)
+        both[has] &= epos[k[has]] >= 0
+        if both.any():
+            sim[both] = src.cosine[epos[k[both]], ecol[both]]
+        if has.any():
+            poster_sum[has] += np.einsum("ij,ij->i", src.posters[k[has]], src.posters[cols[has]])
+        sim_sum += sim
+        sim_max = np.where(has, np.fmax(sim_max, sim), sim_max)
+    f["recent_sim_max"] = sim_max
+    f["recent_sim_mean"] = np.where(n_likes > 0, sim_sum / np.maximum(n_likes, 1), np.nan)
+    f["poster_sim"] = np.where(n_likes > 0, poster_sum / np.maximum(n_likes, 1), np.nan)
+    f["history"] = np.log1p(history[rows])
+    because = best_contributor(rows, cols, r_liked, knn_csr)
+    return Candidates(cust_ids[rows], src.item_ids[cols], np.column_stack([f[x] for x in RANK_FEATURES]),
+                      np.where(because >= 0, src.item_ids[np.maximum(because, 0)], -1))
+
+
+def latest_likes(r: np.ndarray, c: np.ndarray, time: np.ndarray, m: int, k: int) -> np.ndarray:
+    """(m, k) catalogue columns of each customer's k latest likes (by time, ties: the larger
+    column first), -1 where a customer has fewer."""
+    out = np.full((m, k), -1, np.int64)
+    order = np.lexsort((-c, -time, r))
+    r, c = r[order], c[order]
+    pos = np.arange(len(r)) - np.searchsorted(r, r, side="left")
+    keep = pos < k
+    out[r[keep], pos[keep]] = c[keep]
+    return out
+
+
+def best_contributor(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix,
+                     knn: sparse.csr_matrix) -> np.ndarray:
+    """For each candidate (customer row, item col): the liked item k with the largest
+    r_k * sim(k, j) > 0 (ties: smaller k), -1 when none has the item among its neighbours."""
+    out = np.full(len(rows), -1, np.int64)
+    per = np.diff(r_liked.indptr)[rows]
+    pair = np.repeat(np.arange(len(rows)), per)
+    if not len(pair):
+        return out
+    idx = np.repeat(r_liked.indptr[rows], per) + np.arange(len(pair)) - np.repeat(np.cumsum(per) - per, per)
+    k = r_liked.indices[idx]
+    contrib = r_liked.data[idx] * np.asarray(knn[k, cols[pair]]).ravel()
+    ok = contrib > 0
+    pair, k, contrib = pair[ok], k[ok], contrib[ok]
+    order = np.lexsort((k, -contrib, pair))
+    p = pair[order]
+    first = np.r_[True, p[1:] != p[:-1]] if len(p) else np.zeros(0, bool)
+    out[p[first]] = k[order][first]
+    return out
+
+
+# ---- the learned ranker ---------------------------------------------------------------------------
+_BOOSTERS: dict[int, Any] = {}  # per Python worker: a model string's booster, parsed once
+
+
+def booster(model: str) -> Any:
+    """The LightGBM booster of ``model`` (a model string), cached per process."""
+    key = hash(model)
+    if key not in _BOOSTERS:
+        import lightgbm as lgb
+
+        _BOOSTERS.clear()
+        _BOOSTERS[key] = lgb.Booster(model_str=model)
+    return _BOOSTERS[key]
+
+
+@dataclass(frozen=True)
+class RankerFit:
+    model: str  # the LightGBM model string (best iteration)
+    features: tuple[str, ...]
+    importance: dict[str, float]  # total gain per feature
+    rounds: int
+    validation_ndcg: float  # the cross-validated nDCG@10 at that many rounds
+    customers: int  # carve-out customers fitted on (with a relevant candidate)
+    rows: int
+
+    def columns(self) -> np.ndarray:
+        return np.array([RANK_FEATURES.index(f) for f in self.features])
+
+    def lines(self) -> list[str]:
+        total = sum(self.importance.values()) or 1.0
+        imp = ", ".join(f"{f} {v / total:.1%}" for f, v in sorted(self.importance.items(), key=lambda t: -t[1]))
+        return [f"ranked: LightGBM lambdarank, {self.rounds} rounds (chosen by cross-validation, nDCG@10 "
+                f"{self.validation_ndcg:.4f}); fitted on {self.rows} candidates of {self.customers} carve-out "
+                f"customers", f"ranked: feature importance (gain share): {imp}"]
+
+
+def labels(cands: Candidates, gains: dict[int, dict[int, float]]) -> np.ndarray:
+    """1 where the candidate is among its customer's held-out relevant items."""
+    return np.fromiter((1.0 if int(i) in gains.get(int(c), {}) else 0.0
+                        for c, i in zip(cands.customers, cands.items)), np.float64, len(cands.items))
+
+
+def fit_ranker(cands: Candidates, y: np.ndarray, rk: RankerConf) -> RankerFit:
+    """LightGBM lambdarank on the candidates of the customers with at least one relevant one. The
+    number of rounds is chosen by ``folds``-fold cross-validation over those customers (seeded; each
+    fold stops ``early_stopping`` rounds after its best; the best round of the folds' mean nDCG@10),
+    then the ranker is refitted on all of them with that many rounds."""
+    import lightgbm as lgb
+
+    cust = cands.customers
+    positive = np.unique(cust[y > 0])
+    if len(positive) < max(2, rk.folds):
+        raise ValueError(f"ranked: the carve-out has {len(positive)} customers with a relevant candidate; "
+                         f"cross-validation needs at least {max(2, rk.folds)}")
+    fold_of = dict(zip(np.random.default_rng(rk.seed).permutation(positive).tolist(),
+                       np.arange(len(positive)) % rk.folds))
+    cols = np.array([RANK_FEATURES.index(f) for f in rk.features])
+    order = np.lexsort((cands.items, cust))
+    order = order[np.isin(cust[order], positive)]
+    fold = np.array([fold_of[int(c)] for c in cust[order]])
+
+    def dataset(sel: np.ndarray, reference: Any = None) -> Any:
+        idx = order[sel]
+        _, groups = np.unique(cust[idx], return_counts=True)
+        return lgb.Dataset(cands.x[idx][:, cols], y[idx], group=groups, feature_name=list(rk.features),
+                           reference=reference, free_raw_data=False)
+
+    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "learning_rate": rk.learning_rate,
+              "num_leaves": rk.leaves, "min_data_in_leaf": rk.min_leaf, "seed": rk.seed, "deterministic": True,
+              "force_row_wise": True, "verbose": -1}
+    curves = []
+    for k in range(rk.folds):
+        train = dataset(fold != k)
+        result: dict[str, Any] = {}
+        lgb.train(params, train, rk.rounds, valid_sets=[dataset(fold == k, train)], valid_names=["valid"],
+                  callbacks=[lgb.early_stopping(rk.early_stopping, verbose=False), lgb.record_evaluation(result)])
+        curves.append(np.asarray(result["valid"]["ndcg@10"]))
+    reach = min(len(c) for c in curves)
+    mean = np.mean([c[:reach] for c in curves], axis=0)
+    best = int(np.argmax(mean)) + 1
+    fitted = lgb.train(params, dataset(np.ones(len(order), bool)), best)
+    gain = fitted.feature_importance("gain")
+    return RankerFit(fitted.model_to_string(), tuple(rk.features), {f: float(g) for f, g in zip(rk.features, gain)},
+                     best, float(mean[best - 1]), len(positive), len(order))
+
+
+def rank_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, days: np.ndarray, src: Sources,
+               fit: RankerFit, rk: RankerConf, threshold: float, n: int,
+               allowed: np.ndarray | None = None) -> pd.DataFrame:
+    """Top-n (customer_id, rank, item_id, score, because_item_id, source) of one batch of customers
+    by the ranker's score (ties: smaller item id)."""
+    cands = candidate_features(customers, items, ratings, days, src, rk, threshold, allowed)
+    # one thread: each Spark task has its core
+    score = booster(fit.model).predict(cands.x[:, fit.columns()], num_threads=1) if len(cands.items) else np.zeros(0)
+    order = np.lexsort((cands.items, -score, cands.customers))
+    c = cands.customers[order]
+    pos = np.arange(len(c)) - np.searchsorted(c, c, side="left")
+    sel = order[pos < n]
+    because = pd.array(cands.because[sel], dtype="Int64")
+    because[cands.because[sel] < 0] = pd.NA
+    return pd.DataFrame({S.CUSTOMER_ID: cands.customers[sel], S.RANK: (pos[pos < n] + 1).astype(np.int32),
+                         S.ITEM_ID: cands.items[sel], S.SCORE: score[sel].astype(np.float64),
+                         S.BECAUSE_ITEM_ID: because, S.SOURCE: SOURCE_RANKED})[OUTPUT_COLUMNS]
+
+
+def _batch_arrays(pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (pdf[S.CUSTOMER_ID].to_numpy(np.int64), pdf[S.ITEM_ID].to_numpy(np.int64),
+            pdf[S.RATING].to_numpy(np.float64), _seconds(pdf[S.TIMESTAMP]))
+
+
+# ---- the registered recommender -------------------------------------------------------------------
+@dataclass
+class FittedRanked(Fitted):
+    data: FitData
+    sources: Sources
+    fit: RankerFit
+    rc: RecommendConf
+    lam: float
+    notes: list[str] = field(default_factory=list)
+
+    def recommend(self, customers: DataFrame | None, n: int, candidates: DataFrame | None = None) -> DataFrame:
+        allowed = None
+        if candidates is not None:
+            keep = cast(pd.DataFrame, candidates.toPandas())[S.ITEM_ID].to_numpy(np.int64)
+            allowed = np.isin(self.sources.item_ids, keep)
+        rows = with_placeholders(history_of(self.data.ratings, customers), customers)
+        spark = self.data.spark
+        b = spark.sparkContext.broadcast((self.sources, self.fit, self.rc.ranker, self.rc.threshold, allowed))
+
+        def score(chunk: pd.DataFrame) -> pd.DataFrame:
+            src, fit, rk, threshold, mask = b.value
+            return rank_batch(*_batch_arrays(chunk), src, fit, rk, threshold, n, mask)
+
+        return map_customer_chunks(rows, score, OUTPUT_SCHEMA, partitions=self.rc.partitions,
+                                   max_rows=self.rc.batch_rows, fault_stage="recommend")
+
+    def lines(self) -> list[str]:
+        return [*self.notes, *self.fit.lines()]
+
+
+class Ranked(Recommender):
+    """The two-stage recommender (module docstring)."""
+
+    name = "ranked"
+
+    def fit(self, data: FitData) -> Fitted:
+        rc, ec = self.conf.recommend, self.conf.evaluate
+        rk = rc.ranker
+        recipe = NeighborRecipe.of(self.conf.similarity, rating_weight=1.0)
+        inputs = ItemInputs.collect(data, rk.features)
+        lam = ec.ease_lambda if ec.ease_lambda is not None else choose_lambda(data, ec)[0]
+        carve = carve_out(data.ratings, rk.fit_customers, rk.seed, relevant=RELEVANT)
+        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam)
+        rows = carve.rows
+        cands = candidate_features(*_batch_arrays(rows), carve_src, rk, rc.threshold)
+        fit = fit_ranker(cands, labels(cands, carve.gains), rk)
+        sources = fit_sources(data, inputs, recipe, ec, rk, lam)
+        posters = "without the poster features" if not set(POSTER_RANK_FEATURES) & set(rk.features) else \
+            "with the poster features"
+        notes = [f"ranked: candidates = top {rk.candidates} of item_knn, ease (lambda {lam:g}, "
+                 f"{len(sources.ease_pos)} items), svd ({sources.svd_v.shape[1]} factors), popularity; "
+                 f"{len(rk.features)} features, {posters}"]
+        return FittedRanked(data, sources, fit, rc, lam, notes)
