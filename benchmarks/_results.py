@@ -19,3 +19,8 @@ def write_results(out: str | Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def write_figures(out: str | Path, figures: dict[str, Any]) -> None:
+    """The run's key figures as JSON beside its results file (``<out>.json``: what scale_curves.py reads)."""
+    Path(str(out) + ".json").write_text(json.dumps(figures, indent=1, default=str) + "\n")

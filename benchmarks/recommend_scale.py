@@ -51,7 +51,7 @@ from hybridrec.models.scoring import LIST, LIST_MAIN, NeighborMatrix, NewList, s
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _memory import PeakRss, local_jvm, spark_processes, this_process, this_process_tree  # noqa: E402
-from _results import config_block, write_results  # noqa: E402
+from _results import config_block, write_figures, write_results  # noqa: E402
 
 TOP_N, THRESHOLD = 10, 3.0
 RATING_P = np.array([0.06, 0.11, 0.27, 0.34, 0.22])
@@ -194,7 +194,8 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=50_000)
     ap.add_argument("--neighbors", type=int, default=50)
     ap.add_argument("--samples", default="0.01,0.02,0.04",
-                    help="customer fractions ALS and the naive SQL are measured at (a line is fitted)")
+                    help="customer fractions ALS and the naive SQL are measured at (a line is fitted); "
+                         "none = neither is measured (the scale curves: job and floor only)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recommend_scale.md"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hybridrec-recbench-"))
@@ -206,7 +207,7 @@ def main() -> int:
 
 def run(args: argparse.Namespace, work: Path) -> int:
     cores = os.cpu_count() or 1
-    samples = sorted(float(x) for x in args.samples.split(","))
+    samples = [] if args.samples == "none" else sorted(float(x) for x in args.samples.split(","))
     overrides = [
         f"storage.data_dir={work / 'data'}", "storage.database=bench", "run.id=bench", f"spark.master=local[{cores}]",
         "spark.conf={spark.driver.memory: 6g, spark.sql.shuffle.partitions: '16', "
@@ -307,12 +308,28 @@ def run(args: argparse.Namespace, work: Path) -> int:
         als_gb, naive_gb = max(als_gb, als_mem.peak / 2 ** 30), max(naive_gb, naive_mem.peak / 2 ** 30)
         print(f"{frac:.0%}: ALS {als_t[-1]:.1f}s, naive {naive_t[-1]:.1f}s", flush=True)
     spark.stop()
+    gb = 2 ** 30
+    figures = {"customers": args.customers, "ratings": args.ratings, "items": args.items, "job_s": job_s,
+               "floor_s": floor_s, "floor_warm_s": floor_warm_s, "floor_cold_s": floor_cold_s,
+               "job_peak_gb": job_mem.peak / gb, "jvm_peak_gb": jvm_mem.peak / gb,
+               "driver_peak_gb": driver_mem.peak / gb, "floor_peak_gb": floor_mem.peak / gb,
+               "same_lists": same, "sampled": len(floor_sample), "model": cfg.recommend.model}
+    write_figures(args.out, figures)
+    if not samples:  # the scale curves' runs: job and floor only
+        write_results(args.out, [
+            f"# recommend job vs floor at {args.customers:,} customers x {args.ratings} ratings over {args.items:,} "
+            f"items (model {cfg.recommend.model}; no ALS or naive SQL)", "",
+            f"job {job_s:.1f} s, floor {floor_s:.1f} s: {job_s / floor_s:.2f}x; peaks: job (JVM + workers) "
+            f"{job_mem.peak / gb:.1f} GB, JVM {jvm_mem.peak / gb:.1f} GB, Python driver {driver_mem.peak / gb:.1f} GB, "
+            f"floor {floor_mem.peak / gb:.1f} GB; identical lists on {same} of {len(floor_sample)} sampled customers",
+            *report.lines(), "", *config_block("recommend", cfg.recommend), "",
+            f"headline: recommend_job_vs_scipy_floor {job_s / floor_s:.2f}"])
+        return 0
     xs = [args.customers * f for f in samples]
     als_a, als_b, als_res = fitted_line(xs, als_t)
     nv_a, nv_b, nv_res = fitted_line(xs, naive_t)
     als_s, naive_s = als_a + als_b * args.customers, nv_a + nv_b * args.customers
 
-    gb = 2 ** 30
     sizes = ", ".join(f"{f:.0%}" for f in samples)
     lines = [
         f"# Top-{TOP_N} recommendations at scale — {args.customers:,} customers x {args.ratings} ratings over "

@@ -39,7 +39,7 @@ from hybridrec.neighbors.kernels import SimilarityParams, normalise  # noqa: E40
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _memory import PeakRss, spark_processes, this_process  # noqa: E402
-from _results import write_results  # noqa: E402
+from _results import write_figures, write_results  # noqa: E402
 
 
 def catalogue(n: int, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
@@ -145,7 +145,8 @@ def main() -> int:
     ap.add_argument("--dims", type=int, default=512)
     ap.add_argument("--top-k", type=int, default=50)
     ap.add_argument("--block-size", type=int, default=2500)
-    ap.add_argument("--lsh-sample", type=int, default=5000, help="items in the LSH comparison (its join is quadratic-ish)")
+    ap.add_argument("--lsh-sample", type=int, default=5000,
+                    help="items in the LSH comparison (its join is quadratic-ish); 0 = no LSH comparison")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "similarity_blocked.md"))
     args = ap.parse_args()
     ids, vecs, genres = catalogue(args.items, args.dims, seed=0)
@@ -213,48 +214,56 @@ def main() -> int:
         if near_ties == mismatched else f"{mismatched} items differ ({near_ties} of them near-ties)")
 
     # ---- LSH on a sample, tuned to recall >= 0.9 ------------------------------------------------
-    from pyspark.ml.feature import BucketedRandomProjectionLSH
-    from pyspark.ml.linalg import Vectors, VectorUDT
+    lsh_rows: list[str] = []
+    if args.lsh_sample > 0:
+        from pyspark.ml.feature import BucketedRandomProjectionLSH
+        from pyspark.ml.linalg import Vectors, VectorUDT
 
-    rng = np.random.default_rng(1)
-    sample = np.sort(rng.choice(len(ids), size=min(args.lsh_sample, len(ids)), replace=False))
-    s_ids, s_unit, s_genres = ids[sample], normalise(vecs[sample]), [genres[i] for i in sample]
-    s_exact = numpy_blocked(s_ids, s_unit, s_genres, args.top_k)
-    rows = [(int(i), Vectors.dense(v.tolist()), g) for i, v, gs in zip(s_ids, s_unit, s_genres) for g in gs]
-    lsh_df = spark.createDataFrame(rows, StructType([StructField("item_id", LongType()), StructField("features", VectorUDT()),
-                                                     StructField(BLOCK, StringType())])).cache()
-    lsh_df.count()
-    # the exact top-K's largest distance bounds the join threshold needed for full recall
-    threshold = float(np.sqrt(2 - 2 * min(sc.min() for _, sc in s_exact.values())))
-    recall, lsh_s, lsh_conf = 0.0, 0.0, ""
-    for bucket, tables in ((2.0, 2), (4.0, 3), (8.0, 4), (16.0, 6)):
-        model = BucketedRandomProjectionLSH(inputCol="features", outputCol="h", bucketLength=bucket,
-                                            numHashTables=tables, seed=7).fit(lsh_df)
+        rng = np.random.default_rng(1)
+        sample = np.sort(rng.choice(len(ids), size=min(args.lsh_sample, len(ids)), replace=False))
+        s_ids, s_unit, s_genres = ids[sample], normalise(vecs[sample]), [genres[i] for i in sample]
+        s_exact = numpy_blocked(s_ids, s_unit, s_genres, args.top_k)
+        rows = [(int(i), Vectors.dense(v.tolist()), g) for i, v, gs in zip(s_ids, s_unit, s_genres) for g in gs]
+        lsh_df = spark.createDataFrame(rows, StructType([StructField("item_id", LongType()), StructField("features", VectorUDT()),
+                                                         StructField(BLOCK, StringType())])).cache()
+        lsh_df.count()
+        # the exact top-K's largest distance bounds the join threshold needed for full recall
+        threshold = float(np.sqrt(2 - 2 * min(sc.min() for _, sc in s_exact.values())))
+        recall, lsh_s, lsh_conf = 0.0, 0.0, ""
+        for bucket, tables in ((2.0, 2), (4.0, 3), (8.0, 4), (16.0, 6)):
+            model = BucketedRandomProjectionLSH(inputCol="features", outputCol="h", bucketLength=bucket,
+                                                numHashTables=tables, seed=7).fit(lsh_df)
+            t0 = time.perf_counter()
+            joined = model.approxSimilarityJoin(lsh_df, lsh_df, threshold, distCol="d") \
+                .filter((F.col("datasetA.block") == F.col("datasetB.block"))
+                        & (F.col("datasetA.item_id") != F.col("datasetB.item_id"))) \
+                .select(F.col("datasetA.item_id").alias("a"), F.col("datasetB.item_id").alias("b"), "d").distinct()
+            from pyspark.sql import Window
+
+            w = Window.partitionBy("a").orderBy("d", "b")
+            top = joined.withColumn("r", F.row_number().over(w)).filter(F.col("r") <= args.top_k).toPandas()
+            lsh_s = time.perf_counter() - t0
+            found = top.groupby("a")["b"].apply(set).to_dict()
+            hits = sum(len(found.get(i, set()) & set(nb.tolist())) for i, (nb, _) in s_exact.items())
+            recall = hits / sum(len(nb) for nb, _ in s_exact.values())
+            lsh_conf = f"bucketLength={bucket}, numHashTables={tables}"
+            if recall >= 0.9:
+                break
         t0 = time.perf_counter()
-        joined = model.approxSimilarityJoin(lsh_df, lsh_df, threshold, distCol="d") \
-            .filter((F.col("datasetA.block") == F.col("datasetB.block"))
-                    & (F.col("datasetA.item_id") != F.col("datasetB.item_id"))) \
-            .select(F.col("datasetA.item_id").alias("a"), F.col("datasetB.item_id").alias("b"), "d").distinct()
-        from pyspark.sql import Window
-
-        w = Window.partitionBy("a").orderBy("d", "b")
-        top = joined.withColumn("r", F.row_number().over(w)).filter(F.col("r") <= args.top_k).toPandas()
-        lsh_s = time.perf_counter() - t0
-        found = top.groupby("a")["b"].apply(set).to_dict()
-        hits = sum(len(found.get(i, set()) & set(nb.tolist())) for i, (nb, _) in s_exact.items())
-        recall = hits / sum(len(nb) for nb, _ in s_exact.values())
-        lsh_conf = f"bucketLength={bucket}, numHashTables={tables}"
-        if recall >= 0.9:
-            break
-    t0 = time.perf_counter()
-    numpy_blocked(s_ids, s_unit, s_genres, args.top_k)
-    numpy_sample_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sv = spark.createDataFrame(pd.DataFrame({"item_id": s_ids, "vector": list(s_unit)}), vschema)
-    sm = spark.createDataFrame(pd.DataFrame({"item_id": np.repeat(s_ids, [len(g) for g in s_genres]),
-                                             "block": [g for gs in s_genres for g in gs]}))
-    item_neighbors(spark, sv, sm, params).write.mode("overwrite").parquet(str(data / "sample.parquet"))
-    spark_sample_s = time.perf_counter() - t0
+        numpy_blocked(s_ids, s_unit, s_genres, args.top_k)
+        numpy_sample_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sv = spark.createDataFrame(pd.DataFrame({"item_id": s_ids, "vector": list(s_unit)}), vschema)
+        sm = spark.createDataFrame(pd.DataFrame({"item_id": np.repeat(s_ids, [len(g) for g in s_genres]),
+                                                 "block": [g for gs in s_genres for g in gs]}))
+        item_neighbors(spark, sv, sm, params).write.mode("overwrite").parquet(str(data / "sample.parquet"))
+        spark_sample_s = time.perf_counter() - t0
+        lsh_rows = [
+            f"| numpy, sample | {len(sample):,} | {numpy_sample_s:.1f} | 1.00 | | reference |",
+            f"| hybridrec Spark job, sample | {len(sample):,} | {spark_sample_s:.1f} | "
+            f"{spark_sample_s / numpy_sample_s:.2f} | | yes |",
+            f"| Spark LSH approxSimilarityJoin, sample ({lsh_conf}) | {len(sample):,} | {lsh_s:.1f} | "
+            f"{lsh_s / numpy_sample_s:.2f} | | recall@{args.top_k} {recall:.3f} |"]
 
     ratio = spark_s / faiss_s
     lines = [
@@ -272,16 +281,18 @@ def main() -> int:
         f"{np_mem.peak / 2**20:.0f} | reference |",
         f"| hybridrec Spark job (broadcast item chunks) | {args.items:,} | {spark_s:.1f} | {ratio:.2f} | "
         f"{spark_mem.peak / 2**20:.0f} (JVM + workers) | {exact_note} |",
-        f"| numpy, sample | {len(sample):,} | {numpy_sample_s:.1f} | 1.00 | | reference |",
-        f"| hybridrec Spark job, sample | {len(sample):,} | {spark_sample_s:.1f} | {spark_sample_s / numpy_sample_s:.2f} | | yes |",
-        f"| Spark LSH approxSimilarityJoin, sample ({lsh_conf}) | {len(sample):,} | {lsh_s:.1f} | "
-        f"{lsh_s / numpy_sample_s:.2f} | | recall@{args.top_k} {recall:.3f} |",
+        *lsh_rows,
         "",
         "Config: " + ", ".join(f"{k}={v}" for k, v in vars(args).items()) + f"; similarity.{params}",
         "",
         f"headline: similarity_spark_vs_faiss {ratio:.2f}",
     ]
     write_results(args.out, lines)
+    write_figures(args.out, {"items": args.items, "dims": args.dims, "top_k": args.top_k,
+                             "block_sizes": sorted(sizes.values()), "pairs": int(sum(v * v for v in sizes.values())),
+                             "spark_s": spark_s, "faiss_s": faiss_s, "numpy_s": numpy_s,
+                             "spark_peak_gb": spark_mem.peak / 2**30, "faiss_peak_gb": faiss_mem.peak / 2**30,
+                             "exact": exact_note})
     spark.stop()
     return 0
 

@@ -17,13 +17,17 @@ from hybridrec.models.scoring import NeighborMatrix
 from hybridrec.testing.references import reference_ranker_features
 
 
-def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15) -> Sources:
+def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15, ties: bool = False) -> Sources:
+    """Random sources; with ``ties`` the similarities and EASE weights take a few values only."""
     ids = np.sort(rng.choice(np.arange(100, 400), n, replace=False)).astype(np.int64)
     a = rng.integers(0, n, 120)
     b = rng.integers(0, n, 120)
     keep = a != b
-    knn = NeighborMatrix.from_pairs(ids[a[keep]], ids[b[keep]], rng.uniform(0.05, 1.0, int(keep.sum())),
-                                    all_items=ids)
+    pairs = np.unique(np.stack([a[keep], b[keep]], 1), axis=0)
+    sims = rng.uniform(0.05, 1.0, len(pairs))
+    if ties:
+        sims = np.round(sims * 3) / 3 + 0.1
+    knn = NeighborMatrix.from_pairs(ids[pairs[:, 0]], ids[pairs[:, 1]], sims, all_items=ids)
     ease_pos = np.sort(rng.choice(n, n_ease, replace=False))
     days = rng.integers(1000, 1100, 400)
     cols = rng.integers(0, n, 400)
@@ -35,7 +39,10 @@ def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15) -> Sources
     posters[5] = 0.0  # no poster
     cosine = rng.uniform(0, 1, (n_ease, n_ease)).astype(np.float32)
     np.fill_diagonal(cosine, 0.0)
-    return Sources(knn, ease_pos, rng.normal(size=(n_ease, n_ease)).astype(np.float32),
+    ease_b = rng.normal(size=(n_ease, n_ease)).astype(np.float32)
+    if ties:
+        ease_b = np.round(ease_b).astype(np.float32)
+    return Sources(knn, ease_pos, ease_b,
                    rng.normal(size=(n_ease, 3)).astype(np.float32), cosine,
                    rng.integers(0, 6, n).astype(np.float64),  # popularity: many ties at the cut
                    day0, daily, release, (rng.random((n, 4)) < 0.4).astype(np.float32),
@@ -70,11 +77,11 @@ def _check(got: Candidates, want: dict[tuple[int, int], tuple[dict[str, float], 
         assert got.because[p] == because, (c, i)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_candidates_and_features_equal_the_loop_reference(seed: int) -> None:
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, False), (2, False), (3, True), (4, True)])
+def test_candidates_and_features_equal_the_loop_reference(seed: int, ties: bool) -> None:
     rng = np.random.default_rng(seed)
-    src = _sources(rng)
-    rows = _history(rng, src)
+    src = _sources(rng, ties=ties)
+    rows = _history(rng, src, customers=15)
     rk = RankerConf(candidates=4, rank_depth=6, recent_likes=2, recent_days=10, history_days=120)
     got = candidate_features(*_arrays(rows), src, rk, threshold=3.0)
     assert len(got.items) > 0

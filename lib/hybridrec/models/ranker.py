@@ -22,6 +22,7 @@ cells at once. :mod:`tests.unit.test_ranker` has the pure-Python reference of ev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence, cast
 
 import numpy as np
@@ -43,7 +44,7 @@ from hybridrec.runtime.collect import collect_vectors
 
 SOURCE_RANKED = "ranked"
 DAY = 86400
-MAX_CELLS = 4_000_000  # customers x catalogue items scored at once
+MAX_CELLS = 4_000_000  # customers x EASE items scored densely at once (the other sources are sparse)
 SOURCES = ("knn", "ease", "svd", "popularity")
 
 
@@ -68,6 +69,11 @@ class Sources:
     @property
     def item_ids(self) -> np.ndarray:
         return self.knn.item_ids
+
+    @cached_property
+    def popularity_order(self) -> np.ndarray:
+        """Catalogue positions by (popularity desc, position asc)."""
+        return np.lexsort((np.arange(len(self.popularity)), -self.popularity))
 
 
 def _seconds(ts: pd.Series) -> np.ndarray:
@@ -244,7 +250,7 @@ def candidate_features(customers: np.ndarray, items: np.ndarray, ratings: np.nda
     found, col = _catalogue_rows(src.item_ids, items)
     order = np.argsort(crow, kind="stable")
     bounds = np.searchsorted(crow[order], np.arange(len(cust_ids) + 1))
-    step = max(1, MAX_CELLS // max(n, 1))
+    step = max(1, MAX_CELLS // max(len(src.ease_pos), 4 * rk.candidates, 1))  # dense: customers x EASE items
     parts = []
     for lo in range(0, len(cust_ids), step):
         hi = min(lo + step, len(cust_ids))
@@ -266,34 +272,44 @@ def _chunk_features(cust_ids: np.ndarray, r: np.ndarray, c: np.ndarray, known: n
     r_liked = sparse.csr_matrix((rating[liked], (r[liked], c[liked])), shape=(m, n))
     liked01 = sparse.csr_matrix((np.ones(int(liked.sum())), (r[liked], c[liked])), shape=(m, n))
     liked01.data[:] = 1.0  # a duplicated rating counts once
-    rated = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(m, n))
-    rated.data[:] = 1.0
-    blocked = rated.toarray() > 0
-    if allowed is not None:
-        blocked |= ~allowed[None, :]
-    knn_csr = src.knn.csr()
-    knn = np.asarray((r_liked @ knn_csr).todense())
-    knn = np.where(blocked | (knn == 0), -np.inf, knn)  # no liked neighbour: no knn evidence
-    xe = rated[:, src.ease_pos].toarray().astype(np.float32)
-    ease = np.full((m, n), -np.inf)
-    svd = np.full((m, n), -np.inf)
-    if len(src.ease_pos):
-        ease[:, src.ease_pos] = xe @ src.ease_b
-        svd[:, src.ease_pos] = (xe @ src.svd_v) @ src.svd_v.T
-    ease[blocked] = -np.inf
-    svd[blocked] = -np.inf
-    pop = np.where(blocked, -np.inf, src.popularity[None, :])
-    scores = {"knn": knn, "ease": ease, "svd": svd, "popularity": pop}
-    ranks = {name: top_ranks(v, rk.rank_depth) for name, v in scores.items()}  # rank_depth >= candidates
-    cand = np.zeros((m, n), bool)
-    for rank in ranks.values():
-        cand |= rank <= rk.candidates  # nan compares False
-    rows, cols = np.nonzero(cand)
+    rated_keys = np.unique(r * n + c)  # (customer row, column) of every rating, as sorted keys
+    ok = np.ones(n, bool) if allowed is None else allowed
+    depth, top = rk.rank_depth, rk.candidates
+    # knn: sparse scores over the catalogue; rated, disallowed and zero cells carry no evidence
+    knn_scores = (r_liked @ src.knn.csr()).tocoo()
+    kr, kc, kv = knn_scores.row.astype(np.int64), knn_scores.col.astype(np.int64), knn_scores.data
+    keep = (kv != 0) & ok[kc] & ~_member(rated_keys, kr * n + kc)
+    kr, kc, kv = kr[keep], kc[keep], kv[keep]
+    kkey, knn_v, knn_r = _sparse_ranks(kr, kc, kv, n, depth)
+    # ease / svd: dense over EASE's items only
+    epos = np.full(n, -1, np.int64)  # catalogue position -> EASE index (-1: not an EASE item)
+    epos[src.ease_pos] = np.arange(len(src.ease_pos))
+    xe = np.zeros((m, len(src.ease_pos)), np.float32)
+    er = epos[c] >= 0
+    xe[r[er], epos[c[er]]] = 1.0
+    eblocked = (xe > 0) | ~ok[src.ease_pos][None, :]
+    ease = np.where(eblocked, -np.inf, xe @ src.ease_b)
+    svd = np.where(eblocked, -np.inf, (xe @ src.svd_v) @ src.svd_v.T)
+    ease_r, svd_r = top_ranks(ease, depth), top_ranks(svd, depth)
+    # popularity: the global order (popularity desc, column asc), each customer's first unrated ones
+    order = src.popularity_order[ok[src.popularity_order]]
+    head = order[:top + int(np.bincount(r, minlength=m).max(initial=0))]
+    fresh = ~_member(rated_keys, np.arange(m)[:, None] * n + head[None, :])
+    pr, pi = np.nonzero(fresh & (np.cumsum(fresh, axis=1) <= top))
+    er_, ec_ = np.nonzero((ease_r <= top) | (svd_r <= top))  # nan compares False
+    kin = knn_r <= top
+    keys = np.unique(np.concatenate([kkey[kin], pr * n + head[pi], er_ * n + src.ease_pos[ec_]]))
+    rows, cols = keys // n, keys % n
     f: dict[str, np.ndarray] = {}
-    for name in ("knn", "ease", "svd"):
-        v = scores[name][rows, cols]
-        f[name] = np.where(np.isfinite(v), v, np.nan)
-        f[f"{name}_rank"] = ranks[name][rows, cols]
+    at = np.minimum(np.searchsorted(kkey, keys), max(len(kkey) - 1, 0))
+    hit = kkey[at] == keys if len(kkey) else np.zeros(len(keys), bool)
+    f["knn"] = np.where(hit, knn_v[at] if len(kkey) else 0.0, np.nan)
+    f["knn_rank"] = np.where(hit, knn_r[at] if len(kkey) else 0.0, np.nan)
+    e = epos[cols]
+    for name, v, rank in (("ease", ease, ease_r), ("svd", svd, svd_r)):
+        val = np.where(e >= 0, v[rows, np.maximum(e, 0)], np.nan) if v.size else np.full(len(keys), np.nan)
+        f[name] = np.where(np.isfinite(val), val, np.nan)
+        f[f"{name}_rank"] = np.where(e >= 0, rank[rows, np.maximum(e, 0)], np.nan) if v.size else val
     f["popularity"] = np.log1p(src.popularity[cols])
     horizon = src.daily.shape[0] - 1
     end = np.clip(ref - src.day0 + 1, 0, horizon)
@@ -334,9 +350,30 @@ def _chunk_features(cust_ids: np.ndarray, r: np.ndarray, c: np.ndarray, known: n
     f["recent_sim_mean"] = np.where(n_likes > 0, sim_sum / np.maximum(n_likes, 1), np.nan)
     f["poster_sim"] = np.where(n_likes > 0, poster_sum / np.maximum(n_likes, 1), np.nan)
     f["history"] = np.log1p(history[rows])
-    because = best_contributor(rows, cols, r_liked, knn_csr)
+    because = best_contributor(rows, cols, r_liked, src.knn.csr())
     return Candidates(cust_ids[rows], src.item_ids[cols], np.column_stack([f[x] for x in RANK_FEATURES]),
                       np.where(because >= 0, src.item_ids[np.maximum(because, 0)], -1))
+
+
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Whether each of ``keys`` (any shape) is in ``sorted_keys``."""
+    if not len(sorted_keys):
+        return np.zeros(np.shape(keys), bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+def _sparse_ranks(r: np.ndarray, c: np.ndarray, v: np.ndarray, n: int, depth: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted keys r * n + c, their values, their rank within row r by (value desc, column asc),
+    ``depth + 1`` beyond ``depth``): :func:`top_ranks` over a row's stored cells only."""
+    order = np.lexsort((c, -v, r))
+    rs = r[order]
+    rank = (np.arange(len(rs)) - np.searchsorted(rs, rs, side="left") + 1).astype(np.float64)
+    rank = np.minimum(rank, depth + 1)
+    keys = r[order] * n + c[order]
+    by_key = np.argsort(keys, kind="stable")
+    return keys[by_key], v[order][by_key], rank[by_key]
 
 
 def latest_likes(r: np.ndarray, c: np.ndarray, time: np.ndarray, m: int, k: int) -> np.ndarray:
