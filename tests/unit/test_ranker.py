@@ -124,6 +124,10 @@ def test_daily_counts_clip_old_ratings_to_the_first_day() -> None:
     np.testing.assert_array_equal(daily[-1], [2, 3])  # everything by the newest day
     np.testing.assert_array_equal(daily[1], [1, 1])  # on day0: the clipped old ones (days 10 and 95)
     np.testing.assert_array_equal(daily[4], [1, 2])  # days < 100: 10, 95, 99
+    # counts given per (day, item): the same as one row per rating
+    _, weighted = daily_counts(np.array([10, 95, 99, 100]), np.array([0, 1, 1, 0]), 2, 5, np.array([1, 1, 2, 1]))
+    _, rows = daily_counts(np.array([10, 95, 99, 99, 100]), np.array([0, 1, 1, 1, 0]), 2, 5)
+    np.testing.assert_array_equal(weighted, rows)
 
 
 def test_the_ranker_learns_a_planted_signal_and_ranks_by_it() -> None:

@@ -85,14 +85,15 @@ def _seconds(ts: pd.Series) -> np.ndarray:
     return out
 
 
-def daily_counts(days: np.ndarray, cols: np.ndarray, n_items: int, horizon: int) -> tuple[int, np.ndarray]:
-    """(day0, cumulative (D + 1, I) counts) of ratings on ``days`` of items ``cols`` over the last
-    ``horizon`` days up to the newest rating (older ratings count on day0)."""
+def daily_counts(days: np.ndarray, cols: np.ndarray, n_items: int, horizon: int,
+                 weights: np.ndarray | None = None) -> tuple[int, np.ndarray]:
+    """(day0, cumulative (D + 1, I) counts) of ratings on ``days`` of items ``cols`` (``weights``
+    ratings each; default 1) over the last ``horizon`` days up to the newest (older count on day0)."""
     last = int(days.max()) if len(days) else 0
     day0 = last - horizon + 1
     d = np.clip(days - day0, 0, horizon - 1)
     per = np.zeros((horizon + 1, n_items), np.int32)
-    np.add.at(per, (d + 1, cols), 1)
+    np.add.at(per, (d + 1, cols), np.ones(len(cols), np.int32) if weights is None else weights.astype(np.int32))
     return day0, np.cumsum(per, axis=0, dtype=np.int32)
 
 
@@ -146,7 +147,7 @@ def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: E
     n_day = counts["count"].to_numpy(np.int64)
     popularity = np.bincount(cols, weights=n_day, minlength=n).astype(np.float64)
     days = counts["_day"].fillna(-1).to_numpy(np.int64)
-    day0, daily = daily_counts(np.repeat(days, n_day), np.repeat(cols, n_day), n, rk.history_days)
+    day0, daily = daily_counts(days, cols, n, rk.history_days, n_day)
     ease_ids = top_items(ratings, ec.ease_items)
     gram = gram_matrix(ratings, ease_ids)
     ease_b = ease_weights(gram, lam).astype(np.float32)
