@@ -6,13 +6,14 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hybridrec.config import RANK_FEATURES, RankerConf
 from hybridrec.errors import UserError
 from hybridrec.models import ranker as R
-from hybridrec.models.ranker import Candidates, Sources, candidate_features, daily_counts, fit_ranker, labels, \
-    rank_batch, top_ranks
+from hybridrec.models.ranker import Candidates, Sources, because_items, candidate_features, daily_counts, \
+    fit_ranker, labels, rank_batch, top_ranks
 from hybridrec.models.scoring import NeighborMatrix
 from hybridrec.testing.references import reference_ranker_features
 
@@ -50,6 +51,9 @@ def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15, ties: bool
 
 
 def _history(rng: np.random.Generator, src: Sources, customers: int = 9) -> list[tuple[int, int, float, int]]:
+    """Random ratings, shuffled (a batch need not be sorted), with a rating given twice, a customer
+    whose only row is a placeholder (an item outside the catalogue, no time) and one whose ratings
+    are all older than the daily counts' first day."""
     rows = []
     for cust in range(1, customers + 1):
         k = int(rng.integers(1, 9))
@@ -57,8 +61,12 @@ def _history(rng: np.random.Generator, src: Sources, customers: int = 9) -> list
             # a few likes on the same day: their order is by the second
             rows.append((cust, int(item), float(rng.integers(1, 6)), int(rng.integers(1050, 1100)) * 86400
                          + int(rng.integers(0, 86400))))
-    rows.append((customers + 1, 99999, 0.0, 1080 * 86400))  # an item outside the catalogue (a placeholder): no history
-    return rows
+    first = rows[0]
+    rows.append((first[0], first[1], 5.0 if first[2] < 4 else 1.0, first[3] + 3600))  # rated again, later: counts
+    rows.append((customers + 1, 99999, 0.0, -1))  # a placeholder: no history
+    for item in src.item_ids[:3]:
+        rows.append((customers + 2, int(item), 5.0, 900 * 86400))  # before the first day of the counts
+    return [rows[i] for i in rng.permutation(len(rows))]
 
 
 def _arrays(rows: list[tuple[int, int, float, int]]) -> tuple[np.ndarray, ...]:
@@ -66,15 +74,18 @@ def _arrays(rows: list[tuple[int, int, float, int]]) -> tuple[np.ndarray, ...]:
     return a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2], a[:, 3].astype(np.int64)
 
 
-def _check(got: Candidates, want: dict[tuple[int, int], tuple[dict[str, float], int]]) -> None:
+def _check(got: Candidates, want: dict[tuple[int, int], tuple[dict[str, float], int]],
+           rows: list[tuple[int, int, float, int]], src: Sources) -> None:
     pairs = list(zip(got.customers.tolist(), got.items.tolist()))
     assert sorted(pairs) == sorted(want)
     for p, (c, i) in enumerate(pairs):
-        feats, because = want[(c, i)]
+        feats, _ = want[(c, i)]
         for f, name in enumerate(RANK_FEATURES):
             v, w = got.x[p, f], feats[name]
             assert (math.isnan(v) and math.isnan(w)) or v == pytest.approx(w, rel=1e-5, abs=1e-5), (c, i, name, v, w)
-        assert got.because[p] == because, (c, i)
+    picks = pd.DataFrame({"customer_id": got.customers, "item_id": got.items})
+    because = because_items(*_arrays(rows), picks, src, 3.0)
+    assert because.tolist() == [want[pair][1] for pair in pairs]
 
 
 @pytest.mark.parametrize("seed,ties", [(0, False), (1, False), (2, False), (3, True), (4, True)])
@@ -85,7 +96,15 @@ def test_candidates_and_features_equal_the_loop_reference(seed: int, ties: bool)
     rk = RankerConf(candidates=4, rank_depth=6, recent_likes=2, recent_days=10, history_days=120)
     got = candidate_features(*_arrays(rows), src, rk, threshold=3.0)
     assert len(got.items) > 0
-    _check(got, reference_ranker_features(rows, src, rk, 3.0))
+    want = reference_ranker_features(rows, src, rk, 3.0)
+    _check(got, want, rows, src)
+    # the placeholder-only customer: popularity candidates with no CF, time or like evidence
+    lone = [f for (c, _), (f, _) in want.items() if c == 16]
+    assert len(lone) == rk.candidates and all(math.isnan(f["ease"]) and math.isnan(f["age"]) for f in lone)
+    assert all(f["history"] == 0.0 for f in lone)
+    # the customer older than the counts: no recent or trend, an age all the same
+    old = [f for (c, _), (f, _) in want.items() if c == 17]
+    assert old and all(math.isnan(f["recent"]) and math.isnan(f["trend"]) for f in old)
 
 
 def test_allowed_items_and_small_chunks_give_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,9 +116,9 @@ def test_allowed_items_and_small_chunks_give_the_same(monkeypatch: pytest.Monkey
     mask = np.isin(src.item_ids, list(allowed))
     want = reference_ranker_features(rows, src, rk, 3.0, allowed)
     assert all(i in allowed for _, i in want)
-    _check(candidate_features(*_arrays(rows), src, rk, 3.0, mask), want)
-    monkeypatch.setattr(R, "MAX_CELLS", len(src.item_ids) * 2)  # two customers per chunk
-    _check(candidate_features(*_arrays(rows), src, rk, 3.0, mask), want)
+    _check(candidate_features(*_arrays(rows), src, rk, 3.0, mask), want, rows, src)
+    monkeypatch.setattr(R, "MAX_CELLS", 3 * len(src.ease_pos))  # three customers per chunk
+    _check(candidate_features(*_arrays(rows), src, rk, 3.0, mask), want, rows, src)
 
 
 def test_top_ranks_are_exact_under_ties() -> None:
@@ -138,7 +157,7 @@ def test_the_ranker_learns_a_planted_signal_and_ranks_by_it() -> None:
     x = rng.normal(size=(customers * per, len(RANK_FEATURES)))
     signal = RANK_FEATURES.index("recent_sim_mean")
     y = (x[:, signal] + 0.3 * rng.normal(size=len(x)) > 1.2).astype(np.float64)
-    cands = Candidates(cust, items, x, np.full(len(x), -1))
+    cands = Candidates(cust, items, x)
     rk = RankerConf(rounds=60, early_stopping=10, min_leaf=20)
     fit = fit_ranker(cands, y, rk)
     assert fit.validation_ndcg > 0.8  # random order would be about 0.3 on these lists
@@ -150,8 +169,7 @@ def test_the_ranker_learns_a_planted_signal_and_ranks_by_it() -> None:
 
 
 def test_labels_mark_the_held_out_relevant_items() -> None:
-    cands = Candidates(np.array([1, 1, 2]), np.array([10, 11, 10]), np.zeros((3, len(RANK_FEATURES))),
-                       np.full(3, -1))
+    cands = Candidates(np.array([1, 1, 2]), np.array([10, 11, 10]), np.zeros((3, len(RANK_FEATURES))))
     np.testing.assert_array_equal(labels(cands, {1: {11: 1.0}, 2: {}}), [0.0, 1.0, 0.0])
 
 

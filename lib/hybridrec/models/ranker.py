@@ -199,22 +199,18 @@ def item_features(ids: np.ndarray, inputs: ItemInputs) -> tuple[np.ndarray, np.n
 # ---- the candidates and features of one batch of customers ---------------------------------------
 @dataclass(frozen=True)
 class Candidates:
-    """Each customer's candidates: (customer_id, item_id) rows, their features (``x``, columns in
-    RANK_FEATURES order) and "because" item (the liked item with the largest rating x neighbour
-    similarity to the candidate; -1: none)."""
+    """Each customer's candidates: (customer_id, item_id) rows and their features (``x``, columns
+    in RANK_FEATURES order)."""
 
     customers: np.ndarray
     items: np.ndarray
     x: np.ndarray
-    because: np.ndarray
 
     @staticmethod
     def concat(parts: Sequence["Candidates"]) -> "Candidates":
         if not parts:
-            return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(RANK_FEATURES))),
-                              np.zeros(0, np.int64))
-        return Candidates(*(np.concatenate([getattr(p, f) for p in parts])
-                            for f in ("customers", "items", "x", "because")))
+            return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(RANK_FEATURES))))
+        return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("customers", "items", "x")))
 
 
 def top_ranks(scores: np.ndarray, depth: int) -> np.ndarray:
@@ -239,67 +235,98 @@ def top_ranks(scores: np.ndarray, depth: int) -> np.ndarray:
     return rank
 
 
+@dataclass(frozen=True)
+class History:
+    """One batch's ratings over the catalogue: every customer's rows, a (customer, item) pair once
+    (its latest rating), rows outside the catalogue (placeholders) left out."""
+
+    cust_ids: np.ndarray  # sorted customers of the batch (placeholder-only ones included)
+    r: np.ndarray  # row in cust_ids
+    c: np.ndarray  # catalogue position
+    rating: np.ndarray
+    time: np.ndarray  # seconds since the epoch
+
+    @staticmethod
+    def of(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, times: np.ndarray,
+           ids: np.ndarray) -> "History":
+        cust_ids, crow = np.unique(customers, return_inverse=True)
+        found, col = _catalogue_rows(ids, items)
+        r, c, rating, time = crow[found], col[found], ratings[found], times[found]
+        order = np.lexsort((time, c, r))  # per pair the latest last
+        r, c, rating, time = r[order], c[order], rating[order], time[order]
+        last = np.r_[(r[1:] != r[:-1]) | (c[1:] != c[:-1]), True] if len(r) else np.zeros(0, bool)
+        return History(cust_ids, r[last], c[last], rating[last], time[last])
+
+    def rows(self, lo: int, hi: int) -> "History":
+        """Customers lo..hi-1 (rows renumbered from 0)."""
+        a, b = np.searchsorted(self.r, [lo, hi])
+        return History(self.cust_ids[lo:hi], self.r[a:b] - lo, self.c[a:b], self.rating[a:b], self.time[a:b])
+
+    def liked(self, threshold: float, n: int) -> sparse.csr_matrix:
+        """(customers, catalogue) ratings above ``threshold``."""
+        keep = self.rating > threshold
+        return sparse.csr_matrix((self.rating[keep], (self.r[keep], self.c[keep])), shape=(len(self.cust_ids), n))
+
+
 def candidate_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, times: np.ndarray,
                        src: Sources, rk: RankerConf, threshold: float,
                        allowed: np.ndarray | None = None) -> Candidates:
     """Candidates and features of one batch of customers (parallel arrays of their ratings and the
-    rating times in seconds since the epoch, -1 unknown; every customer's ratings all in the batch). A rating of an item
-    outside the catalogue (a placeholder) counts only towards the history length and the reference
-    day. ``allowed``: catalogue mask of the items that may be recommended (None: all)."""
-    cust_ids, crow = np.unique(customers, return_inverse=True)
-    n = len(src.item_ids)
-    found, col = _catalogue_rows(src.item_ids, items)
-    order = np.argsort(crow, kind="stable")
-    bounds = np.searchsorted(crow[order], np.arange(len(cust_ids) + 1))
+    rating times in seconds since the epoch, -1 unknown; every customer's ratings all in the batch,
+    in any order). A row of an item outside the catalogue (a placeholder) only makes its customer
+    part of the batch; a (customer, item) pair rated twice counts once, with its latest rating.
+    ``allowed``: catalogue mask of the items that may be recommended (None: all); candidates are
+    chosen among them, their rank features are over the whole catalogue, as the ranker learned them."""
+    hist = History.of(customers, items, ratings, times, src.item_ids)
     step = max(1, MAX_CELLS // max(len(src.ease_pos), 4 * rk.candidates, 1))  # dense: customers x EASE items
-    parts = []
-    for lo in range(0, len(cust_ids), step):
-        hi = min(lo + step, len(cust_ids))
-        rows = order[bounds[lo]:bounds[hi]]
-        parts.append(_chunk_features(cust_ids[lo:hi], crow[rows] - lo, col[rows], found[rows], ratings[rows],
-                                     times[rows], src, rk, threshold, allowed))
-    return Candidates.concat(parts)
+    return Candidates.concat([_chunk_features(hist.rows(lo, min(lo + step, len(hist.cust_ids))), src, rk,
+                                              threshold, allowed)
+                              for lo in range(0, len(hist.cust_ids), step)])
 
 
-def _chunk_features(cust_ids: np.ndarray, r: np.ndarray, c: np.ndarray, known: np.ndarray, rating: np.ndarray,
-                    time: np.ndarray, src: Sources, rk: RankerConf, threshold: float,
+def _chunk_features(h: History, src: Sources, rk: RankerConf, threshold: float,
                     allowed: np.ndarray | None) -> Candidates:
-    m, n = len(cust_ids), len(src.item_ids)
+    m, n = len(h.cust_ids), len(src.item_ids)
+    r, c = h.r, h.c
     history = np.bincount(r, minlength=m).astype(np.float64)
-    ref = np.full(m, -1, np.int64)  # the reference day: the day of the customer's latest rating
-    np.maximum.at(ref, r, np.where(time >= 0, time // DAY, -1))
-    r, c, rating, time = r[known], c[known], rating[known], time[known]
-    liked = rating > threshold
-    r_liked = sparse.csr_matrix((rating[liked], (r[liked], c[liked])), shape=(m, n))
-    liked01 = sparse.csr_matrix((np.ones(int(liked.sum())), (r[liked], c[liked])), shape=(m, n))
-    liked01.data[:] = 1.0  # a duplicated rating counts once
-    rated_keys = np.unique(r * n + c)  # (customer row, column) of every rating, as sorted keys
-    ok = np.ones(n, bool) if allowed is None else allowed
+    ref = np.full(m, -1, np.int64)  # the reference day: the day of the customer's latest rating (-1: none)
+    np.maximum.at(ref, r, np.where(h.time >= 0, h.time // DAY, -1))
+    r_liked = h.liked(threshold, n)
+    liked01 = (r_liked > 0).astype(np.float64)
+    rated_keys = r * n + c  # sorted: History keeps (row, column) order
     depth, top = rk.rank_depth, rk.candidates
-    # knn: sparse scores over the catalogue; rated, disallowed and zero cells carry no evidence
+    # knn: sparse scores over the catalogue; rated and zero cells carry no evidence
     knn_scores = (r_liked @ src.knn.csr()).tocoo()
     kr, kc, kv = knn_scores.row.astype(np.int64), knn_scores.col.astype(np.int64), knn_scores.data
-    keep = (kv != 0) & ok[kc] & ~_member(rated_keys, kr * n + kc)
+    keep = (kv != 0) & ~_member(rated_keys, kr * n + kc)
     kr, kc, kv = kr[keep], kc[keep], kv[keep]
     kkey, knn_v, knn_r = _sparse_ranks(kr, kc, kv, n, depth)
-    # ease / svd: dense over EASE's items only
+    # ease / svd: dense over EASE's items only; a customer with none of them has no evidence there
     epos = np.full(n, -1, np.int64)  # catalogue position -> EASE index (-1: not an EASE item)
     epos[src.ease_pos] = np.arange(len(src.ease_pos))
     xe = np.zeros((m, len(src.ease_pos)), np.float32)
     er = epos[c] >= 0
     xe[r[er], epos[c[er]]] = 1.0
-    eblocked = (xe > 0) | ~ok[src.ease_pos][None, :]
-    ease = np.where(eblocked, -np.inf, xe @ src.ease_b)
-    svd = np.where(eblocked, -np.inf, (xe @ src.svd_v) @ src.svd_v.T)
+    blocked = (xe > 0) | (xe.sum(1) == 0)[:, None]
+    ease = np.where(blocked, -np.inf, xe @ src.ease_b)
+    svd = np.where(blocked, -np.inf, (xe @ src.svd_v) @ src.svd_v.T)
     ease_r, svd_r = top_ranks(ease, depth), top_ranks(svd, depth)
-    # popularity: the global order (popularity desc, column asc), each customer's first unrated ones
-    order = src.popularity_order[ok[src.popularity_order]]
-    head = order[:top + int(np.bincount(r, minlength=m).max(initial=0))]
-    fresh = ~_member(rated_keys, np.arange(m)[:, None] * n + head[None, :])
-    pr, pi = np.nonzero(fresh & (np.cumsum(fresh, axis=1) <= top))
-    er_, ec_ = np.nonzero((ease_r <= top) | (svd_r <= top))  # nan compares False
-    kin = knn_r <= top
-    keys = np.unique(np.concatenate([kkey[kin], pr * n + head[pi], er_ * n + src.ease_pos[ec_]]))
+    # the candidates: each source's top among the allowed items
+    if allowed is None:
+        k_in = knn_r <= top
+        e_in, s_in = ease_r <= top, svd_r <= top  # nan compares False
+        order = src.popularity_order
+    else:
+        ka = allowed[kkey % n]
+        k_in = np.zeros(len(kkey), bool)
+        k_in[ka] = _sparse_ranks(kkey[ka] // n, kkey[ka] % n, knn_v[ka], n, depth)[2] <= top  # keys stay sorted
+        shut = ~allowed[src.ease_pos][None, :]
+        e_in = top_ranks(np.where(shut, -np.inf, ease), depth) <= top
+        s_in = top_ranks(np.where(shut, -np.inf, svd), depth) <= top
+        order = src.popularity_order[allowed[src.popularity_order]]
+    pop_r, pop_c = _first_unrated(order, rated_keys, n, np.bincount(r, minlength=m), top)
+    es_r, es_e = np.nonzero(e_in | s_in)
+    keys = np.unique(np.concatenate([kkey[k_in], pop_r * n + pop_c, es_r * n + src.ease_pos[es_e]]))
     rows, cols = keys // n, keys % n
     f: dict[str, np.ndarray] = {}
     at = np.minimum(np.searchsorted(kkey, keys), max(len(kkey) - 1, 0))
@@ -312,14 +339,15 @@ def _chunk_features(cust_ids: np.ndarray, r: np.ndarray, c: np.ndarray, known: n
         f[name] = np.where(np.isfinite(val), val, np.nan)
         f[f"{name}_rank"] = np.where(e >= 0, rank[rows, np.maximum(e, 0)], np.nan) if v.size else val
     f["popularity"] = np.log1p(src.popularity[cols])
+    # recent / trend: ratings of the item in the recent_days up to the reference day, and the window
+    # before; nan where a window reaches before the daily counts' first day (older ones are lumped there)
     horizon = src.daily.shape[0] - 1
     end = np.clip(ref - src.day0 + 1, 0, horizon)
-    mid = np.clip(end - rk.recent_days, 0, horizon)
-    start = np.clip(end - 2 * rk.recent_days, 0, horizon)
-    recent = (src.daily[end[rows], cols] - src.daily[mid[rows], cols]).astype(np.float64)
-    previous = (src.daily[mid[rows], cols] - src.daily[start[rows], cols]).astype(np.float64)
-    f["recent"] = np.log1p(recent)
-    f["trend"] = np.log1p(recent) - np.log1p(previous)
+    mid, start = end - rk.recent_days, end - 2 * rk.recent_days
+    recent = (src.daily[end[rows], cols] - src.daily[np.maximum(mid[rows], 0), cols]).astype(np.float64)
+    previous = (src.daily[np.maximum(mid[rows], 0), cols] - src.daily[np.maximum(start[rows], 0), cols])
+    f["recent"] = np.where((ref[rows] >= 0) & (mid[rows] >= 1), np.log1p(recent), np.nan)
+    f["trend"] = np.where((ref[rows] >= 0) & (start[rows] >= 1), np.log1p(recent) - np.log1p(previous), np.nan)
     f["age"] = np.where(ref[rows] >= 0, (ref[rows] - src.release_day[cols]) / 365.0, np.nan)
     share = np.asarray(liked01 @ src.genres)
     share /= np.maximum(share.sum(1, keepdims=True), 1.0)
@@ -327,14 +355,50 @@ def _chunk_features(cust_ids: np.ndarray, r: np.ndarray, c: np.ndarray, known: n
     pshare = np.asarray(liked01 @ src.predicted)
     pshare /= np.maximum(pshare.sum(1, keepdims=True), 1e-12)
     f["predicted_affinity"] = np.einsum("ij,ij->i", pshare[rows], src.predicted[cols])
-    latest = latest_likes(r[liked], c[liked], time[liked], m, rk.recent_likes)
-    n_likes = (latest >= 0).sum(1)[rows]
-    epos = np.full(n, -1, np.int64)  # catalogue position -> row of the cosine matrix (-1: not an EASE item)
-    epos[src.ease_pos] = np.arange(len(src.ease_pos))
-    ecol = epos[cols]
+    liked = h.rating > threshold
+    latest = latest_likes(r[liked], c[liked], h.time[liked], m, rk.recent_likes)
+    n_likes = (latest >= 0).sum(1)
+    f["recent_sim_max"], f["recent_sim_mean"] = _recent_sims(latest, n_likes, rows, cols, epos, src.cosine)
+    # poster_sim: the mean of the latest likes' posters (m x d) against the candidate's, in row blocks
+    mean_poster = np.zeros((m, src.posters.shape[1]), np.float32)
+    for s in range(latest.shape[1]):
+        has = latest[:, s] >= 0
+        mean_poster[has] += src.posters[latest[has, s]]
+    mean_poster /= np.maximum(n_likes, 1)[:, None]
+    poster = np.empty(len(rows))
+    block = max(1, MAX_CELLS // max(src.posters.shape[1], 1))
+    for lo in range(0, len(rows), block):
+        sl = slice(lo, lo + block)
+        poster[sl] = np.einsum("ij,ij->i", mean_poster[rows[sl]], src.posters[cols[sl]])
+    f["poster_sim"] = np.where(n_likes[rows] > 0, poster, np.nan)
+    f["history"] = np.log1p(history[rows])
+    return Candidates(h.cust_ids[rows], src.item_ids[cols], np.column_stack([f[x] for x in RANK_FEATURES]))
+
+
+def _first_unrated(order: np.ndarray, rated_keys: np.ndarray, n: int, counts: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns): each customer's first ``k`` items of ``order`` that it did not rate
+    (``rated_keys``: sorted row * n + column); a customer with ``counts`` ratings reads only the
+    first k + counts items of the order."""
+    m = len(counts)
+    width = np.minimum(k + counts, len(order))
+    rows = np.repeat(np.arange(m), width)
+    starts = np.cumsum(width) - width
+    cols = order[np.arange(len(rows)) - np.repeat(starts, width)]
+    fresh = ~_member(rated_keys, rows * n + cols)
+    seen = np.cumsum(fresh)
+    rank = seen - np.repeat(np.r_[0, seen][starts], width)  # fresh items so far in the customer's own run
+    keep = fresh & (rank <= k)
+    return rows[keep], cols[keep]
+
+
+def _recent_sims(latest: np.ndarray, n_likes: np.ndarray, rows: np.ndarray, cols: np.ndarray, epos: np.ndarray,
+                 cosine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max, mean) co-rating cosine of each candidate to its customer's latest likes (0 for a pair
+    outside EASE's items; nan for a customer without likes)."""
     sim_max = np.full(len(rows), np.nan)
     sim_sum = np.zeros(len(rows))
-    poster_sum = np.zeros(len(rows))
+    ecol = epos[cols]
     for s in range(latest.shape[1]):
         k = latest[rows, s]
         has = k >= 0
@@ -342,18 +406,11 @@ def _chunk_features(cust_ids: np.ndarray, r: np.ndarray, c: np.ndarray, known: n
         both = has & (ecol >= 0)
         both[has] &= epos[k[has]] >= 0
         if both.any():
-            sim[both] = src.cosine[epos[k[both]], ecol[both]]
-        if has.any():
-            poster_sum[has] += np.einsum("ij,ij->i", src.posters[k[has]], src.posters[cols[has]])
+            sim[both] = cosine[epos[k[both]], ecol[both]]
         sim_sum += sim
         sim_max = np.where(has, np.fmax(sim_max, sim), sim_max)
-    f["recent_sim_max"] = sim_max
-    f["recent_sim_mean"] = np.where(n_likes > 0, sim_sum / np.maximum(n_likes, 1), np.nan)
-    f["poster_sim"] = np.where(n_likes > 0, poster_sum / np.maximum(n_likes, 1), np.nan)
-    f["history"] = np.log1p(history[rows])
-    because = best_contributor(rows, cols, r_liked, src.knn.csr())
-    return Candidates(cust_ids[rows], src.item_ids[cols], np.column_stack([f[x] for x in RANK_FEATURES]),
-                      np.where(because >= 0, src.item_ids[np.maximum(because, 0)], -1))
+    n = n_likes[rows]
+    return sim_max, np.where(n > 0, sim_sum / np.maximum(n, 1), np.nan)
 
 
 def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -389,10 +446,16 @@ def latest_likes(r: np.ndarray, c: np.ndarray, time: np.ndarray, m: int, k: int)
     return out
 
 
-def best_contributor(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix,
-                     knn: sparse.csr_matrix) -> np.ndarray:
-    """For each candidate (customer row, item col): the liked item k with the largest
-    r_k * sim(k, j) > 0 (ties: smaller k), -1 when none has the item among its neighbours."""
+def because_items(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, times: np.ndarray,
+                  picks: pd.DataFrame, src: Sources, threshold: float) -> np.ndarray:
+    """For each pick (customer_id, item_id): the customer's liked item k with the largest
+    r_k * sim(k, j) > 0 over the neighbour matrix (ties: smaller k), -1 when no liked item has the
+    pick among its neighbours. Only the picks are expanded against the likes."""
+    hist = History.of(customers, items, ratings, times, src.item_ids)
+    r_liked = hist.liked(threshold, len(src.item_ids))
+    rows = np.searchsorted(hist.cust_ids, picks[S.CUSTOMER_ID].to_numpy(np.int64))
+    _, cols = _catalogue_rows(src.item_ids, picks[S.ITEM_ID].to_numpy(np.int64))
+    knn = src.knn.csr()
     out = np.full(len(rows), -1, np.int64)
     per = np.diff(r_liked.indptr)[rows]
     pair = np.repeat(np.arange(len(rows)), per)
@@ -406,7 +469,7 @@ def best_contributor(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_mat
     order = np.lexsort((k, -contrib, pair))
     p = pair[order]
     first = np.r_[True, p[1:] != p[:-1]] if len(p) else np.zeros(0, bool)
-    out[p[first]] = k[order][first]
+    out[p[first]] = src.item_ids[k[order][first]]
     return out
 
 
@@ -496,23 +559,24 @@ def fit_ranker(cands: Candidates, y: np.ndarray, rk: RankerConf) -> RankerFit:
                      best, float(mean[best - 1]), len(positive), len(order))
 
 
-def rank_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, days: np.ndarray, src: Sources,
+def rank_batch(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, times: np.ndarray, src: Sources,
                fit: RankerFit, rk: RankerConf, threshold: float, n: int,
                allowed: np.ndarray | None = None) -> pd.DataFrame:
     """Top-n (customer_id, rank, item_id, score, because_item_id, source) of one batch of customers
     by the ranker's score (ties: smaller item id)."""
-    cands = candidate_features(customers, items, ratings, days, src, rk, threshold, allowed)
+    cands = candidate_features(customers, items, ratings, times, src, rk, threshold, allowed)
     # one thread: each Spark task has its core
     score = booster(fit.model).predict(cands.x[:, fit.columns()], num_threads=1) if len(cands.items) else np.zeros(0)
     order = np.lexsort((cands.items, -score, cands.customers))
     c = cands.customers[order]
     pos = np.arange(len(c)) - np.searchsorted(c, c, side="left")
     sel = order[pos < n]
-    because = pd.array(cands.because[sel], dtype="Int64")
-    because[cands.because[sel] < 0] = pd.NA
-    return pd.DataFrame({S.CUSTOMER_ID: cands.customers[sel], S.RANK: (pos[pos < n] + 1).astype(np.int32),
-                         S.ITEM_ID: cands.items[sel], S.SCORE: score[sel].astype(np.float64),
-                         S.BECAUSE_ITEM_ID: because, S.SOURCE: SOURCE_RANKED})[OUTPUT_COLUMNS]
+    picks = pd.DataFrame({S.CUSTOMER_ID: cands.customers[sel], S.RANK: (pos[pos < n] + 1).astype(np.int32),
+                          S.ITEM_ID: cands.items[sel], S.SCORE: score[sel].astype(np.float64)})
+    found = because_items(customers, items, ratings, times, picks, src, threshold)
+    because = pd.array(found, dtype="Int64")
+    because[found < 0] = pd.NA
+    return picks.assign(**{S.BECAUSE_ITEM_ID: because, S.SOURCE: SOURCE_RANKED})[OUTPUT_COLUMNS]
 
 
 def _batch_arrays(pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

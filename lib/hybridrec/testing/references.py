@@ -121,8 +121,9 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
                               threshold: float, allowed: set[int] | None = None
                               ) -> dict[tuple[int, int], tuple[dict[str, float], int]]:
     """The ranked model's candidates and features by loops, one customer and one item at a time:
-    rows = (customer, item, rating, time in seconds); returns (customer, item) -> (feature -> value, because
-    item or -1). The twin of :func:`hybridrec.models.ranker.candidate_features`."""
+    rows = (customer, item, rating, time in seconds); returns (customer, item) -> (feature -> value,
+    because item or -1). The twin of :func:`hybridrec.models.ranker.candidate_features` (and of
+    :func:`~hybridrec.models.ranker.because_items` for the because item)."""
     import math
 
     ids = [int(i) for i in src.item_ids]
@@ -132,41 +133,48 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
     epos = {i: e for e, i in enumerate(ease_items)}
     horizon = src.daily.shape[0] - 1
 
-    def window(p: int, hi: int, lo: int) -> int:  # ratings of item p on days in (lo, hi], clipped to the counts
+    def window(p: int, hi: int, lo: int) -> int:  # ratings of item p on days in (lo, hi]
         def upto(d: int) -> int:
             return int(src.daily[min(max(d - src.day0 + 1, 0), horizon), p])
         return upto(hi) - upto(lo)
 
+    def ranked(s: dict[int, float], among: set[int] | None = None) -> dict[int, int]:
+        keep = [j for j in s if among is None or j in among]
+        return {j: k + 1 for k, j in enumerate(sorted(keep, key=lambda j: (-s[j], j)))}
+
     out: dict[tuple[int, int], tuple[dict[str, float], int]] = {}
     for cust in sorted({r[0] for r in rows}):
-        mine = [r for r in rows if r[0] == cust]
-        known = [r for r in mine if r[1] in pos]
-        ref = max(r[3] for r in mine) // 86400
-        seen = {r[1] for r in known}
-        likes = [r for r in known if r[2] > threshold]
-        open_items = [i for i in ids if i not in seen and (allowed is None or i in allowed)]
+        latest_of: dict[int, tuple[int, float]] = {}  # item -> (time, rating) of its latest rating
+        for _, item, rating, t in (r for r in rows if r[0] == cust and r[1] in pos):
+            if item not in latest_of or t >= latest_of[item][0]:
+                latest_of[item] = (t, rating)
+        known = [(item, rating, t) for item, (t, rating) in sorted(latest_of.items())]
+        seen = set(latest_of)
+        ref = max(t for _, _, t in known) // 86400 if known else -1
+        likes = [k for k in known if k[1] > threshold]
+        open_items = [i for i in ids if i not in seen]
+        rated_e = [epos[i] for i in seen if i in epos]
         score: dict[str, dict[int, float]] = {"knn": {}, "ease": {}, "svd": {}, "popularity": {}}
         for j in open_items:
-            s = sum(r[2] * knn[pos[r[1]], pos[j]] for r in likes)
+            s = sum(rating * knn[pos[item], pos[j]] for item, rating, _ in likes)
             if s != 0:
                 score["knn"][j] = s
-            if j in epos:
-                rated_e = [epos[i] for i in seen if i in epos]
+            if j in epos and rated_e:
                 score["ease"][j] = float(sum(src.ease_b[e, epos[j]] for e in rated_e))
                 score["svd"][j] = float(sum(sum(src.svd_v[e, f] for e in rated_e) * src.svd_v[epos[j], f]
                                             for f in range(src.svd_v.shape[1])))
             score["popularity"][j] = float(src.popularity[pos[j]])
-        rank = {name: {j: k + 1 for k, j in enumerate(sorted(s, key=lambda j: (-s[j], j)))}
-                for name, s in score.items()}
-        cands = [j for j in open_items if any(rank[name].get(j, math.inf) <= rk.candidates for name in rank)]
+        rank = {name: ranked(sc) for name, sc in score.items()}  # the features: over the whole catalogue
+        choose = {name: ranked(sc, allowed) for name, sc in score.items()}  # the candidates: among the allowed
+        cands = [j for j in open_items if any(choose[name].get(j, math.inf) <= rk.candidates for name in choose)]
         genre_share = np.zeros(src.genres.shape[1])
         pred_share = np.zeros(src.predicted.shape[1])
-        for i in sorted({r[1] for r in likes}):
-            genre_share += src.genres[pos[i]]
-            pred_share += src.predicted[pos[i]]
+        for item, _, _ in likes:
+            genre_share += src.genres[pos[item]]
+            pred_share += src.predicted[pos[item]]
         genre_share /= max(genre_share.sum(), 1.0)
         pred_share = pred_share / pred_share.sum() if pred_share.sum() > 0 else pred_share
-        latest = [r[1] for r in sorted(likes, key=lambda r: (-r[3], -r[1]))[:rk.recent_likes]]
+        latest = [k[0] for k in sorted(likes, key=lambda k: (-k[2], -k[0]))[:rk.recent_likes]]
         for j in cands:
             f: dict[str, float] = {}
             for name in ("knn", "ease", "svd"):
@@ -176,9 +184,11 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
             f["popularity"] = math.log1p(src.popularity[pos[j]])
             recent = window(pos[j], ref, ref - rk.recent_days)
             previous = window(pos[j], ref - rk.recent_days, ref - 2 * rk.recent_days)
-            f["recent"] = math.log1p(recent)
-            f["trend"] = math.log1p(recent) - math.log1p(previous)
-            f["age"] = (ref - src.release_day[pos[j]]) / 365.0
+            ok_recent, ok_trend = ref >= 0 and ref - rk.recent_days >= src.day0, \
+                ref >= 0 and ref - 2 * rk.recent_days >= src.day0
+            f["recent"] = math.log1p(recent) if ok_recent else math.nan
+            f["trend"] = math.log1p(recent) - math.log1p(previous) if ok_trend else math.nan
+            f["age"] = (ref - src.release_day[pos[j]]) / 365.0 if ref >= 0 else math.nan
             f["genre_affinity"] = float(genre_share @ src.genres[pos[j]])
             f["predicted_affinity"] = float(pred_share @ src.predicted[pos[j]])
             sims = [float(src.cosine[epos[k], epos[j]]) if k in epos and j in epos else 0.0 for k in latest]
@@ -186,8 +196,9 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
             f["recent_sim_max"] = max(sims) if sims else math.nan
             f["recent_sim_mean"] = sum(sims) / len(sims) if sims else math.nan
             f["poster_sim"] = sum(posters) / len(posters) if posters else math.nan
-            f["history"] = math.log1p(len(mine))
-            contrib = sorted(((r[2] * knn[pos[r[1]], pos[j]], r[1]) for r in likes), key=lambda t: (-t[0], t[1]))
+            f["history"] = math.log1p(len(known))
+            contrib = sorted(((rating * knn[pos[item], pos[j]], item) for item, rating, _ in likes),
+                             key=lambda t: (-t[0], t[1]))
             because = contrib[0][1] if contrib and contrib[0][0] > 0 else -1
             out[(cust, j)] = (f, because)
     return out
