@@ -364,6 +364,39 @@ def test_hybrid_recommend_stage_equals_one_driver_batch(spark: SparkSession,
 
 
 @pytest.mark.stage
+def test_ranked_recommend_stage_serves_both_lists(spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
+    """recommend.model: ranked through the recommend stage: every customer's top-n from the ranker,
+    the "new for you" list among the new items only, and without a classifier a one-line error
+    naming the feature that needs it."""
+    from hybridrec.config import RANK_FEATURES
+    from hybridrec.errors import UserError
+    from hybridrec.stages.recommend import new_item_ids, run_recommend
+
+    cfg, _ = evaluated
+    features = [f for f in RANK_FEATURES if f != "predicted_affinity"]  # no train stage ran here
+    ranked = Config(**{**cfg.__dict__, "recommend": replace(
+        cfg.recommend, model="ranked", partitions=3, ranker=replace(cfg.recommend.ranker, features=features, rounds=40)),
+        "evaluate": replace(cfg.evaluate, ease_items=300), "run": replace(cfg.run, id="rk1")})
+    report = run_recommend(spark, ranked)
+    assert report.model == "ranked" and any("feature importance" in line for line in report.lines())
+    got = spark.table(cfg.table(S.RECOMMENDATIONS)).filter(F.col(S.RUN_ID) == "rk1").toPandas()
+    ratings = spark.table(cfg.table(S.RATINGS)).select(S.CUSTOMER_ID, S.ITEM_ID).toPandas()
+    assert set(got[S.SOURCE]) == {"ranked"}
+    assert set(got[S.CUSTOMER_ID]) == set(ratings[S.CUSTOMER_ID])
+    assert (got.groupby(S.CUSTOMER_ID)[S.RANK].apply(lambda r: sorted(r) == list(range(1, len(r) + 1)))).all()
+    assert not set(zip(got[S.CUSTOMER_ID], got[S.ITEM_ID])) & set(zip(ratings[S.CUSTOMER_ID], ratings[S.ITEM_ID]))
+    assert (got.groupby(S.CUSTOMER_ID).size() == ranked.recommend.top_n).mean() > 0.95
+    fresh = spark.table(cfg.table(S.NEW_ITEM_RECOMMENDATIONS)).filter(F.col(S.RUN_ID) == "rk1").toPandas()
+    new = new_item_ids(spark.table(cfg.table(S.ITEMS)), spark.table(cfg.table(S.RATINGS)), ranked.run_date,
+                       ranked.recommend.new).toPandas()
+    assert len(fresh) == report.new_rows > 0 and set(fresh[S.ITEM_ID]) <= set(new[S.ITEM_ID])
+    with pytest.raises(UserError, match="predicted_affinity needs the item_categories table"):
+        run_recommend(spark, Config(**{**ranked.__dict__, "recommend": replace(
+            ranked.recommend, ranker=replace(ranked.recommend.ranker, features=list(RANK_FEATURES))),
+            "run": replace(cfg.run, id="rk2")}))
+
+
+@pytest.mark.stage
 def test_similarity_stage_blends_ratings_so_items_without_posters_get_neighbours(
         spark: SparkSession, evaluated: tuple[Config, EvaluateReport]) -> None:
     from hybridrec.stages.similarity import run_similarity
