@@ -218,3 +218,10 @@ def test_gram_cosine_is_the_binary_co_rating_cosine() -> None:
             den = np.linalg.norm(x[:, i]) * np.linalg.norm(x[:, j])
             want = 0.0 if i == j or den == 0 else float(x[:, i] @ x[:, j] / den)
             assert got[i, j] == pytest.approx(want, abs=1e-6)
+
+
+def test_too_few_customers_to_fit_is_a_one_line_error() -> None:
+    x = np.zeros((6, len(RANK_FEATURES)))
+    cands = Candidates(np.array([1, 1, 2, 2, 3, 3]), np.arange(6), x)
+    with pytest.raises(UserError, match="3 customers with a relevant candidate, cross-validation needs at least 5"):
+        fit_ranker(cands, np.array([1.0, 0, 1, 0, 1, 0]), RankerConf())

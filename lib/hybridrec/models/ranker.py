@@ -33,6 +33,7 @@ from scipy import sparse
 
 from hybridrec import schemas as S
 from hybridrec.config import POSTER_RANK_FEATURES, RANK_FEATURES, EvaluateConf, RankerConf, RecommendConf
+from hybridrec.errors import UserError
 from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
 from hybridrec.models.coldstart import centred_unit
 from hybridrec.models.ease import choose_lambda, ease_weights, gram_matrix, top_items
@@ -525,8 +526,9 @@ def fit_ranker(cands: Candidates, y: np.ndarray, rk: RankerConf) -> RankerFit:
     cust = cands.customers
     positive = np.unique(cust[y > 0])
     if len(positive) < max(2, rk.folds):
-        raise ValueError(f"ranked: the carve-out has {len(positive)} customers with a relevant candidate; "
-                         f"cross-validation needs at least {max(2, rk.folds)}")
+        raise UserError(f"recommend.model ranked: the carve-out has {len(positive)} customers with a relevant "
+                        f"candidate, cross-validation needs at least {max(2, rk.folds)}: too few ratings to fit it "
+                        f"(or lower recommend.ranker.folds)")
     fold_of = dict(zip(np.random.default_rng(rk.seed).permutation(positive).tolist(),
                        np.arange(len(positive)) % rk.folds))
     cols = np.array([RANK_FEATURES.index(f) for f in rk.features])
