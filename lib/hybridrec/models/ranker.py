@@ -37,6 +37,7 @@ from hybridrec.errors import UserError
 from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
 from hybridrec.models.coldstart import centred_unit
 from hybridrec.models.ease import choose_lambda, ease_weights, gram_matrix, top_items
+from hybridrec.models.neighborhood import ItemKnn
 from hybridrec.models.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, NeighborMatrix
 from hybridrec.models.tuning import RELEVANT, carve_out
 from hybridrec.neighbors.recipe import NeighborRecipe
@@ -46,7 +47,6 @@ from hybridrec.runtime.collect import collect_vectors
 SOURCE_RANKED = "ranked"
 DAY = 86400
 MAX_CELLS = 4_000_000  # customers x EASE items scored densely at once (the other sources are sparse)
-SOURCES = ("knn", "ease", "svd", "popularity")
 
 
 @dataclass(frozen=True)
@@ -593,7 +593,6 @@ class FittedRanked(Fitted):
     sources: Sources
     fit: RankerFit
     rc: RecommendConf
-    lam: float
     notes: list[str] = field(default_factory=list)
 
     def recommend(self, customers: DataFrame | None, n: int, candidates: DataFrame | None = None) -> DataFrame:
@@ -624,7 +623,7 @@ class Ranked(Recommender):
     def fit(self, data: FitData) -> Fitted:
         rc, ec = self.conf.recommend, self.conf.evaluate
         rk = rc.ranker
-        recipe = NeighborRecipe.of(self.conf.similarity, rating_weight=1.0)
+        recipe = ItemKnn(self.conf).recipe()  # the knn source is item_knn's neighbours
         inputs = ItemInputs.collect(data, rk.features)
         lam = ec.ease_lambda if ec.ease_lambda is not None else choose_lambda(data, ec)[0]
         carve = carve_out(data.ratings, rk.fit_customers, rk.seed, relevant=RELEVANT)
@@ -638,4 +637,4 @@ class Ranked(Recommender):
         notes = [f"ranked: candidates = top {rk.candidates} of item_knn, ease (lambda {lam:g}, "
                  f"{len(sources.ease_pos)} items), svd ({sources.svd_v.shape[1]} factors), popularity; "
                  f"{len(rk.features)} features, {posters}"]
-        return FittedRanked(data, sources, fit, rc, lam, notes)
+        return FittedRanked(data, sources, fit, rc, notes)
