@@ -166,21 +166,6 @@ def test_a_uniform_pair_sample_bounds_the_fit_and_keeps_it_calibrated() -> None:
     assert not np.allclose(sampled.metadata.weights, whole.metadata.weights, rtol=1e-6)  # it did sample
 
 
-def test_top_k_by_argpartition_is_the_full_lexsort_ties_included() -> None:
-    from hybridrec.models.coldstart import _top_k_rows
-
-    rng = np.random.default_rng(5)
-    sims = rng.integers(0, 6, size=(300, 40)).astype(np.float32) / 5  # many ties at every cut
-    sims[rng.random(sims.shape) < 0.05] = -np.inf
-    ids = np.sort(rng.choice(1000, 40, replace=False)).astype(np.int64)
-    for k in (1, 3, 10, 39, 40):
-        full = np.lexsort((np.broadcast_to(ids, sims.shape), -sims), axis=-1)[:, :k]
-        assert (_top_k_rows(sims, ids, k)[:, :k] == full).all(), k
-    distinct = rng.permutation(40 * 300).reshape(300, 40).astype(np.float32)  # no ties: the fast path only
-    assert (_top_k_rows(distinct, ids, 7) == np.lexsort((np.broadcast_to(ids, distinct.shape), -distinct),
-                                                         axis=-1)[:, :7]).all()
-
-
 def test_image_neighbours_in_small_chunks_equal_one_chunk() -> None:
     rng = np.random.default_rng(6)
     ids = np.arange(1, 121, dtype=np.int64)

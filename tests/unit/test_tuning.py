@@ -58,3 +58,35 @@ def test_carve_out_recall_counts_only_the_customers_with_a_held_out_item_among_t
     d = 1 / np.log2(np.arange(2, 5))
     want = np.mean([(d[1] + d[2]) / d.sum(), 1.0, 1.0])
     assert abs(carve.ndcg(lists, 3) - want) < 1e-12
+
+
+def test_carve_out_metrics_equal_the_per_customer_reference_on_random_lists() -> None:
+    """The vectorised nDCG and recall against ndcg_at / recall_at customer by customer (graded gains,
+    customers without a list, lists shorter and longer than k, ranks not in row order)."""
+    import numpy as np
+    import pandas as pd
+
+    from hybridrec.metrics.ranking import ndcg_at, recall_at
+    from hybridrec.models.tuning import CarveOut
+    rng = np.random.default_rng(3)
+    gains = {c: {int(i): float(rng.integers(1, 4)) for i in rng.choice(30, rng.integers(1, 6), replace=False)}
+             for c in range(40)}
+    rows = []
+    for c in range(45):  # customers 40-44 have lists but no gains; 0-4 have gains but no list
+        if c < 5:
+            continue
+        items = rng.choice(30, rng.integers(1, 15), replace=False)
+        for r in rng.permutation(len(items)):
+            rows.append((c, r + 1, int(items[r])))
+    lists = pd.DataFrame(rows, columns=["customer_id", "rank", "item_id"])
+    carve = CarveOut(train=None, rows=pd.DataFrame(), gains=gains)  # type: ignore[arg-type]
+    ranked = {c: g.sort_values("rank")["item_id"].tolist() for c, g in lists.groupby("customer_id")}
+    for k in (1, 5, 10):
+        want = np.mean([ndcg_at(ranked.get(c, []), g, k) for c, g in gains.items()])
+        assert abs(carve.ndcg(lists, k) - want) < 1e-12
+        among = np.arange(0, 30, 3)
+        rel = {c: {i for i in g if i in set(among.tolist())} for c, g in gains.items()}
+        rel = {c: r for c, r in rel.items() if r}
+        got, n = carve.recall(lists, among, k)
+        assert n == len(rel)
+        assert abs(got - np.mean([recall_at(ranked.get(c, []), r, k) for c, r in rel.items()])) < 1e-12

@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import sparse
 
 from hybridrec.config import COLD_FEATURES, CONTENT_FEATURES, MAP_INPUTS, ColdStartConf
+from hybridrec.models.topk import top_k_columns
 
 FEATURES = COLD_FEATURES  # the order of the feature axis of cold_features
 DECADES = np.arange(1920, 2030, 10)  # release-decade one-hot: 1920s (and before) ... 2020s, plus unknown
@@ -257,6 +258,19 @@ class ColdModel:
         z = ((x - self.mean) / self.sd) @ self.weights + self.bias
         return 1.0 / (1.0 + np.exp(-z))
 
+    def logit(self, columns: dict[str, np.ndarray], shape: tuple[int, int],
+              keep: np.ndarray | None = None) -> np.ndarray:
+        """The same model's logit summed feature by feature from unstacked columns (see
+        :class:`ColdParts`), over the cold items ``keep`` (a mask; all when None)."""
+        scale = self.weights / self.sd
+        n = shape[1] if keep is None else int(keep.sum())
+        z = np.full((shape[0], n), self.bias - float(scale @ self.mean))
+        for f, w in zip(self.features, scale):
+            a = columns[f] if keep is None else columns[f][..., keep]
+            if w != 0.0:
+                z += w * a
+        return z
+
     def lines(self) -> list[str]:
         terms = ", ".join(f"{f} {w:+.3f}" for f, w in zip(self.features, self.weights))
         return [f"cold-start model (standardised weights): {terms}, bias {self.bias:+.3f}; "
@@ -270,24 +284,6 @@ def centred_unit(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
     c = vectors.astype(np.float32) - reference.astype(np.float32).mean(0)
     n = np.linalg.norm(c, axis=1, keepdims=True)
     return np.where(n > 0, c / np.maximum(n, 1e-12), 0.0).astype(np.float32)
-
-
-def _top_k_rows(sims: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the column indices of the k largest values, ties by the smaller ``ids`` (the order
-    of a full lexsort), found with argpartition: only rows whose k-th value is tied beyond the cut
-    are lexsorted whole."""
-    n = sims.shape[1]
-    if k >= n:
-        return np.lexsort((np.broadcast_to(ids, sims.shape), -sims), axis=-1)
-    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(sims, part, axis=1)
-    kth = vals.min(axis=1)
-    order = np.lexsort((ids[part], -vals), axis=-1)
-    out = np.take_along_axis(part, order, axis=1)
-    tied = (sims >= kth[:, None]).sum(axis=1) > k  # a tie across the cut: which ones win needs the ids
-    if tied.any():
-        out[tied] = np.lexsort((np.broadcast_to(ids, (int(tied.sum()), n)), -sims[tied]), axis=-1)[:, :k]
-    return out
 
 
 def image_neighbours(cold_ids: np.ndarray, rated_ids: np.ndarray, item_ids: np.ndarray, vec_ids: np.ndarray,
@@ -315,7 +311,7 @@ def image_neighbours(cold_ids: np.ndarray, rated_ids: np.ndarray, item_ids: np.n
         sims = np.zeros((len(ids), len(rated)), np.float32)
         sims[has] = unit[[pos[int(i)] for i in ids[has]]] @ r_unit.T
         sims[ids[:, None] == rated[None, :]] = -np.inf  # never its own neighbour
-        order = _top_k_rows(sims, rated, kk)
+        order = top_k_columns(sims, kk)  # columns follow the (sorted) rated ids: ties by the smaller id
         top = np.take_along_axis(sims, order, axis=1)
         r, c = np.nonzero((top > 0) & has[:, None])
         rows.append(lo + r)
@@ -349,11 +345,36 @@ def build_catalogue(items: pd.DataFrame | ItemArrays, cold_ids: np.ndarray, rate
                          arrays.has_meta[at], factors, cold_factors)
 
 
-def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cat: ColdCatalogue,
-                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features of every (customer, cold item) of one batch of (customer, item, rating) rows.
-    Returns the sorted customer ids, X (customers, cold, features) and the mask of pairs the
-    customer already rated."""
+@dataclass(frozen=True)
+class ColdParts:
+    """The features of every (customer, cold item) pair of one batch, unstacked: the per-item ones
+    (prior, vote_average) as (cold,) rows and the per-pair ones (genre, image, cf) as
+    (customers, cold) arrays, so a fitted model sums them with its weights without building the
+    (customers, cold, features) array."""
+
+    cust_ids: np.ndarray  # sorted
+    columns: dict[str, np.ndarray]  # FEATURES -> (cold,) or (customers, cold)
+    rated: np.ndarray  # (customers, cold): the customer already rated the item
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.cust_ids), self.rated.shape[1]
+
+    def stacked(self) -> np.ndarray:
+        """X (customers, cold, FEATURES)."""
+        return np.stack([np.broadcast_to(self.columns[f], self.shape) for f in FEATURES], axis=-1)
+
+    def rows(self, features: Sequence[str], take: np.ndarray | None = None) -> np.ndarray:
+        """(pairs, features): every pair in row-major (customer, cold) order, or only the flat
+        positions ``take``, built one feature at a time."""
+        cols = [np.broadcast_to(self.columns[f], self.shape).reshape(-1) for f in features]
+        return np.stack([c if take is None else c[take] for c in cols], axis=-1) if cols \
+            else np.zeros((int(np.prod(self.shape)) if take is None else len(take), 0))
+
+
+def cold_parts(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cat: ColdCatalogue,
+               threshold: float) -> ColdParts:
+    """Features of every (customer, cold item) of one batch of (customer, item, rating) rows."""
     cust_ids, crow = np.unique(customers, return_inverse=True)
     n_items = len(cat.item_ids)
     col = np.minimum(np.searchsorted(cat.item_ids, items), max(n_items - 1, 0))
@@ -368,17 +389,22 @@ def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray,
     image = np.log1p(np.asarray((r_liked @ cat.image.T).todense()))
     cf = np.asarray(b_liked @ cat.factors) @ cat.cold_factors.T
     m = len(cat.cold_ids)
-    x = np.stack([np.broadcast_to(cat.prior, (len(cust_ids), m)), np.broadcast_to(cat.vote_average, (len(cust_ids), m)),
-                  genre, image, cf], axis=-1)
     rated = np.zeros((len(cust_ids), m), bool)
     ccol = np.searchsorted(cat.cold_ids, items)
     hit = (ccol < m) & (cat.cold_ids[np.minimum(ccol, max(m - 1, 0))] == items) if m else np.zeros(len(items), bool)
     rated[crow[hit], ccol[hit]] = True
-    return cust_ids, x, rated
+    columns = {"prior": np.asarray(cat.prior, np.float64), "vote_average": np.asarray(cat.vote_average, np.float64),
+               "genre": genre, "image": image, "cf": cf}
+    return ColdParts(cust_ids, {f: columns[f] for f in FEATURES}, rated)
 
 
-def select(x: np.ndarray, features: Sequence[str]) -> np.ndarray:
-    return x[..., [FEATURES.index(f) for f in features]]
+def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cat: ColdCatalogue,
+                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features of every (customer, cold item) of one batch of (customer, item, rating) rows.
+    Returns the sorted customer ids, X (customers, cold, features) and the mask of pairs the
+    customer already rated."""
+    parts = cold_parts(customers, items, ratings, cat, threshold)
+    return parts.cust_ids, parts.stacked(), parts.rated
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float = 1.0,
@@ -443,12 +469,21 @@ class ColdModels:
     def base_rate(self) -> float:
         return self.metadata.base_rate
 
-    def probability(self, x: np.ndarray, has_meta: np.ndarray) -> np.ndarray:
-        """x: (..., items, FEATURES) of :func:`cold_features`; has_meta: (items,)."""
-        pm = self.metadata.probability(select(x, self.metadata.features))
-        if self.content.features == self.metadata.features:
-            return pm
-        return np.where(has_meta, pm, self.content.probability(select(x, self.content.features)))
+    def probability(self, parts: ColdParts, has_meta: np.ndarray) -> np.ndarray:
+        """(customers, cold) probabilities of ``parts``: each cold item by its regime's model
+        (has_meta: (cold,)), each model evaluated on its own items only."""
+        if self.content.features == self.metadata.features or has_meta.all():
+            z = self.metadata.logit(parts.columns, parts.shape)
+        elif not has_meta.any():
+            z = self.content.logit(parts.columns, parts.shape)
+        else:
+            z = np.empty(parts.shape)
+            z[:, has_meta] = self.metadata.logit(parts.columns, parts.shape, has_meta)
+            z[:, ~has_meta] = self.content.logit(parts.columns, parts.shape, ~has_meta)
+        np.negative(z, out=z)  # the sigmoid in place: 1 / (1 + exp(-z))
+        np.exp(z, out=z)
+        z += 1.0
+        return np.reciprocal(z, out=z)
 
     def lines(self) -> list[str]:
         meta = self.metadata.lines()
@@ -502,17 +537,19 @@ def fit_cold_model(ratings: pd.DataFrame, items: pd.DataFrame | ItemArrays, vec_
         c = np.r_[m_cust[a:b], chunk]
         i = np.r_[m_item[a:b], np.full(len(chunk), -1, np.int64)]
         r = np.r_[m_rating[a:b], np.zeros(len(chunk))]
-        cust_ids, x, _ = cold_features(c, i, r, cat, threshold)
-        y = np.zeros(x.shape[:2])
+        parts = cold_parts(c, i, r, cat, threshold)
+        cust_ids = parts.cust_ids
+        y = np.zeros(parts.shape)
         pa_, pb_ = np.searchsorted(p_cust, chunk[0]), np.searchsorted(p_cust, chunk[-1], side="right")
         pr = np.searchsorted(cust_ids, p_cust[pa_:pb_])
         pc = np.searchsorted(cat.cold_ids, p_item[pa_:pb_])
         ok = (pc < m) & (cat.cold_ids[np.minimum(pc, max(m - 1, 0))] == p_item[pa_:pb_])
         y[pr[ok], pc[ok]] = 1.0
-        xs, yy = select(x, features).reshape(-1, len(features)), y.ravel()
-        if keep_rate < 1.0:
-            take = rng.random(len(yy)) < keep_rate
-            xs, yy = xs[take], yy[take]
+        yy = y.ravel()
+        take = np.nonzero(rng.random(len(yy)) < keep_rate)[0] if keep_rate < 1.0 else None
+        xs = parts.rows(features, take)
+        if take is not None:
+            yy = yy[take]
         xs_parts.append(xs)
         y_parts.append(yy)
     xs = np.concatenate(xs_parts) if xs_parts else np.zeros((0, len(features)))
@@ -544,9 +581,10 @@ class ColdScorer:
     def probabilities(self, customers: np.ndarray, items: np.ndarray, ratings: np.ndarray,
                       threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """(sorted customer ids, (customers, cold) probabilities with -inf where already rated)."""
-        cust_ids, x, rated = cold_features(customers, items, ratings, self.catalogue, threshold)
-        p = self.model.probability(x, self.catalogue.has_meta) if x.size else np.zeros(rated.shape)
-        return cust_ids, np.where(rated, -np.inf, p)
+        parts = cold_parts(customers, items, ratings, self.catalogue, threshold)
+        p = self.model.probability(parts, self.catalogue.has_meta) if parts.rated.size else np.zeros(parts.shape)
+        p[parts.rated] = -np.inf
+        return parts.cust_ids, p
 
     def top(self, customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, threshold: float,
             depth: int, max_cells: int = 2_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -564,7 +602,7 @@ class ColdScorer:
         for k, lo in enumerate(range(0, len(cust_ids), step)):
             rows = order_rows[bounds[k]:bounds[k + 1]]
             _, p = self.probabilities(customers[rows], items[rows], ratings[rows], threshold)
-            order = np.lexsort((np.broadcast_to(ids, p.shape), -p), axis=-1)[:, :depth]
+            order = top_k_columns(p, depth)  # columns follow the sorted cold ids: ties by the smaller id
             out_i[lo:lo + len(p)] = ids[order]
             out_p[lo:lo + len(p)] = np.take_along_axis(p, order, axis=1)
         return cust_ids, out_i, out_p

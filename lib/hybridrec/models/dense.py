@@ -25,6 +25,7 @@ from hybridrec import schemas as S
 from hybridrec.config import EvaluateConf, RecommendConf
 from hybridrec.errors import UserError
 from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
+from hybridrec.models.topk import top_k_columns
 from hybridrec.models.tuning import CUT_OFF, carve_out, coordinate_search
 from hybridrec.runtime.batches import map_customer_chunks
 
@@ -80,7 +81,7 @@ def dense_top_n(customers: np.ndarray, items: np.ndarray, model: DenseModel, n: 
             scores = _hash_scores(cust_ids[lo:hi], model.item_ids, model.random_seed)
         sel = known & (crow >= lo) & (crow < hi)
         scores[crow[sel] - lo, col[sel]] = -np.inf
-        order = np.lexsort((np.broadcast_to(np.arange(n_items), scores.shape), -scores), axis=-1)[:, :n]
+        order = top_k_columns(scores, n)
         top = np.take_along_axis(scores, order, axis=1)
         r, c = np.nonzero(np.isfinite(top))
         out.append(pd.DataFrame({S.CUSTOMER_ID: cust_ids[lo + r], S.RANK: (c + 1).astype(np.int32),

@@ -37,6 +37,7 @@ from hybridrec.models.scoring import neighbor_matrix, score_batch_lifts
 from hybridrec.models.tuning import carve_out
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.runtime.collect import collect_vectors
+from hybridrec.runtime.timing import Laps
 
 INF = float("inf")
 
@@ -160,9 +161,10 @@ def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, input
 
 class FittedHybrid(FittedNeighbors):
     def __init__(self, data: FitData, neighbors: DataFrame, rc: RecommendConf, inputs: ColdInputs, cold: ColdFit,
-                 lift: float, choice: LiftChoice | None) -> None:
+                 lift: float, choice: LiftChoice | None, laps: Laps | None = None) -> None:
         super().__init__(data, neighbors, rc)
         self.inputs, self.cold, self.lift, self.choice = inputs, cold, lift, choice
+        self.laps = laps or Laps()
         self._all: ColdScorer | None = None
 
     def cold_scorer(self, candidates: np.ndarray | None) -> ColdScorer:
@@ -174,7 +176,10 @@ class FittedHybrid(FittedNeighbors):
 
     def lines(self) -> list[str]:
         cold = self.cold_scorer(None)
-        return [f"{len(cold.catalogue.cold_ids)} cold items (few or no ratings) scored by the cold-start model"] \
+        self.laps.lap("cold catalogue")
+        fit_time = ", ".join(f"{k} {v:.1f}s" for k, v in self.laps.seconds.items())
+        return [f"{len(cold.catalogue.cold_ids)} cold items (few or no ratings) scored by the cold-start model",
+                f"hybrid fit time: {fit_time}"] \
             + cold.model.lines() + (self.cold.content_map.lines() if self.cold.content_map else []) + [
             f"a cold item takes one of the last {cold.slots} slots at >= {cold.lift:g} x the base rate "
             f"({'fitted on a temporal carve-out' if self.choice else 'recommend.cold_start.min_lift'})"] \
@@ -191,9 +196,13 @@ class Hybrid(Recommender):
         rc = self.conf.recommend
         cs = rc.cold_start
         recipe = self.recipe()
+        laps = Laps()
         inputs = ColdInputs.collect(data.items, data.embeddings())
+        laps.lap("item metadata and vectors")
         choice = fit_min_lift(data, recipe, rc, inputs) if cs.min_lift is None else None
+        laps.lap("min_lift carve-out")
         lift = choice.lift if choice else cs.min_lift
         assert lift is not None
         cold = fit_cold(data.ratings, inputs, cs, rc.threshold)
-        return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, choice)
+        laps.lap("cold-start fit")
+        return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, choice, laps)

@@ -39,6 +39,7 @@ from hybridrec.models.coldstart import centred_unit
 from hybridrec.models.ease import choose_lambda, ease_weights, gram_matrix, top_items
 from hybridrec.models.neighborhood import ItemKnn
 from hybridrec.models.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, NeighborMatrix
+from hybridrec.models.topk import top_k_columns
 from hybridrec.models.tuning import RELEVANT, carve_out
 from hybridrec.neighbors.recipe import NeighborRecipe
 from hybridrec.runtime.batches import map_customer_chunks
@@ -219,19 +220,11 @@ def top_ranks(scores: np.ndarray, depth: int) -> np.ndarray:
     finite cells, for the first ``depth`` of them; ``depth + 1`` beyond, nan for a non-finite cell.
     Exact under ties: of the cells tied with the depth-th, the smallest columns are inside."""
     m, n = scores.shape
-    d = min(depth, n)
     rank = np.full((m, n), float(depth + 1))
     if m == 0 or n == 0:
         return rank
-    kth = -np.partition(-scores, d - 1, axis=1)[:, d - 1]
-    greater = scores > kth[:, None]
-    tie = scores == kth[:, None]
-    need = d - greater.sum(1)
-    inside = (greater | (tie & (np.cumsum(tie, axis=1) <= need[:, None]))) & np.isfinite(scores)
-    r, c = np.nonzero(inside)
-    order = np.lexsort((c, -scores[r, c], r))
-    r, c = r[order], c[order]
-    rank[r, c] = np.arange(len(r)) - np.searchsorted(r, r, side="left") + 1
+    top = top_k_columns(np.where(np.isfinite(scores), scores, -np.inf), depth)  # non-finite last, then nan
+    np.put_along_axis(rank, top, np.arange(1, top.shape[1] + 1, dtype=np.float64)[None, :], axis=1)
     rank[~np.isfinite(scores)] = np.nan
     return rank
 

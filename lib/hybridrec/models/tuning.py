@@ -5,6 +5,7 @@ picks the winner. Driver memory is bounded by the sample, not by the number of c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Hashable, Sequence, TypeVar, cast
 
 import numpy as np
@@ -15,7 +16,7 @@ from pyspark.sql import functions as F
 from hybridrec import schemas as S
 from hybridrec.config import EvaluateConf
 from hybridrec.datasets.splits import PART, TEST, TRAIN, customer_sample, split_ratings
-from hybridrec.metrics.ranking import ndcg_at, recall_at
+from hybridrec.metrics.ranking import discounts
 
 HOLDOUT = 0.2
 RELEVANT = 4.0
@@ -29,29 +30,50 @@ class CarveOut:
     rows: pd.DataFrame  # the sampled customers' training rows (customer_id, item_id, rating, timestamp)
     gains: dict[int, dict[int, float]]  # their held-out relevant items
 
+    @cached_property
+    def _truth(self) -> pd.DataFrame:
+        """The held-out gains as rows (customer_id, item_id, gain)."""
+        pairs = [(c, i, g) for c, items in self.gains.items() for i, g in items.items()]
+        return pd.DataFrame(pairs, columns=[S.CUSTOMER_ID, S.ITEM_ID, "_gain"]).astype(
+            {S.CUSTOMER_ID: np.int64, S.ITEM_ID: np.int64, "_gain": np.float64})
+
     def ndcg(self, lists: pd.DataFrame, k: int = CUT_OFF) -> float:
-        """Mean binary nDCG@k of ``lists`` (customer_id, rank, item_id) over the sampled customers."""
+        """Mean nDCG@k of ``lists`` (customer_id, rank, item_id) over the sampled customers (one
+        vectorised pass; :func:`hybridrec.metrics.ranking.ndcg_at` per customer is the reference)."""
         if not self.gains:
             return 0.0
-        ranked = _ranked(lists)
-        return float(np.mean([ndcg_at(ranked.get(c, []), g, k) for c, g in self.gains.items()]))
+        truth = self._truth
+        d = discounts(k)
+        hits = _top(lists, k).merge(truth, on=[S.CUSTOMER_ID, S.ITEM_ID])
+        dcg = (hits["_gain"].to_numpy() * d[hits["_pos"].to_numpy()])
+        dcg_by = pd.Series(dcg).groupby(hits[S.CUSTOMER_ID].to_numpy()).sum()
+        ideal = truth.sort_values([S.CUSTOMER_ID, "_gain"], ascending=[True, False], kind="stable")
+        ipos = ideal.groupby(S.CUSTOMER_ID).cumcount().to_numpy()
+        inside = ipos < k
+        idcg_by = pd.Series(ideal["_gain"].to_numpy()[inside] * d[ipos[inside]]) \
+            .groupby(ideal[S.CUSTOMER_ID].to_numpy()[inside]).sum()
+        ratio = (dcg_by.reindex(idcg_by.index, fill_value=0.0) / idcg_by).where(idcg_by > 0, 0.0)
+        return float(ratio.sum() / len(self.gains))
 
     def recall(self, lists: pd.DataFrame, among: np.ndarray, k: int = CUT_OFF) -> tuple[float, int]:
         """Mean recall@k of the held-out relevant items in ``among`` (e.g. the cold items), over the
         sampled customers with at least one of them, and how many customers that is."""
-        wanted = set(np.asarray(among, np.int64).tolist())
-        relevant = {c: {i for i in g if i in wanted} for c, g in self.gains.items()}
-        relevant = {c: r for c, r in relevant.items() if r}
-        if not relevant:
+        truth = self._truth
+        relevant = truth[truth[S.ITEM_ID].isin(np.asarray(among, np.int64))]
+        if relevant.empty:
             return 0.0, 0
-        ranked = _ranked(lists)
-        return float(np.mean([recall_at(ranked.get(c, []), r, k) for c, r in relevant.items()])), len(relevant)
+        sizes = relevant.groupby(S.CUSTOMER_ID).size()
+        hits = _top(lists, k).merge(relevant, on=[S.CUSTOMER_ID, S.ITEM_ID]).groupby(S.CUSTOMER_ID).size()
+        return float((hits.reindex(sizes.index, fill_value=0) / sizes).mean()), len(sizes)
 
 
-def _ranked(lists: pd.DataFrame) -> dict[int, list[int]]:
-    """customer -> item ids by rank."""
+def _top(lists: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Each customer's first k rows by rank: (customer_id, item_id, _pos) with _pos 0-based."""
     ordered = lists.sort_values([S.CUSTOMER_ID, S.RANK], kind="stable")
-    return {int(c): items for c, items in ordered.groupby(S.CUSTOMER_ID, sort=False)[S.ITEM_ID].agg(list).items()}
+    pos = ordered.groupby(S.CUSTOMER_ID).cumcount().to_numpy()
+    keep = pos < k
+    return pd.DataFrame({S.CUSTOMER_ID: ordered[S.CUSTOMER_ID].to_numpy(np.int64)[keep],
+                         S.ITEM_ID: ordered[S.ITEM_ID].to_numpy(np.int64)[keep], "_pos": pos[keep]})
 
 
 def carve_out(ratings: DataFrame, customers: int, seed: int, holdout: float = HOLDOUT,

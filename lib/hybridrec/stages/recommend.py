@@ -19,6 +19,7 @@ from hybridrec.models.base import ModelConf
 from hybridrec.models.registry import make_model
 from hybridrec.models.scoring import LIST, LIST_MAIN, LIST_NEW, OUTPUT_COLUMNS, SOURCE_COLD_START
 from hybridrec.neighbors.recipe import NeighborRecipe
+from hybridrec.runtime.timing import Laps
 from hybridrec.stages.inputs import fit_data, run_neighbors
 from hybridrec.storage.serving import CurrentChanges, merge_current
 from hybridrec.storage.tables import ensure_rank_bound, ensure_table, replace_rows, sql_str
@@ -38,6 +39,7 @@ class RecommendReport:
     new_items: int = 0  # items new at the run date (recommend.new)
     new_rows: int = 0  # rows written to new_item_recommendations
     new_customers: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per phase, in order
 
     @property
     def rows_in(self) -> int:
@@ -58,6 +60,8 @@ class RecommendReport:
         if self.new_items or self.new_rows:
             out.append(f"{S.NEW_ITEM_RECOMMENDATIONS}: {self.new_rows} rows for {self.new_customers} customers "
                        f"among {self.new_items} new items")
+        if self.seconds:
+            out.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
         return out + self.model_lines
 
 
@@ -88,31 +92,43 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
     if stored is None and model.recipe() == NeighborRecipe.configured(cfg.similarity):
         raise UserError(f"no item_neighbors for run {cfg.run_id}: run the similarity stage for this run first")
     ratings = spark.table(ensure_table(spark, cfg.storage, S.RATINGS))
+    laps = Laps()
     fitted = model.fit(fit_data(spark, cfg, ratings, stored))
-    report = RecommendReport(run_id=cfg.run_id, model=rc.model, model_lines=fitted.lines())
+    report = RecommendReport(run_id=cfg.run_id, model=rc.model, model_lines=fitted.lines(), seconds=laps.seconds)
+    laps.lap("fit")
     fresh = None
     if rc.new.top_k > 0:
         items = spark.table(ensure_table(spark, cfg.storage, S.ITEMS))
         fresh = new_item_ids(items, ratings, cfg.run_date, rc.new).localCheckpoint(eager=True)
         report.new_items = fresh.count()
+        laps.lap("new items")
     # both lists from one scoring pass, persisted once and written to their two tables
     both = fitted.recommend_lists(rc.top_n, fresh, rc.new.top_k) if fresh is not None and report.new_items \
         else fitted.recommend(None, rc.top_n).withColumn(LIST, F.lit(LIST_MAIN))
     both = both.select(*[F.col(c) for c in OUTPUT_COLUMNS], LIST, F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
     recs = both.filter(F.col(LIST) == LIST_MAIN).drop(LIST)
-    report.rows = recs.count()
-    report.customers = recs.select(S.CUSTOMER_ID).distinct().count()
-    report.fallback_customers = recs.filter(F.col(S.SOURCE).startswith("fallback")).select(S.CUSTOMER_ID) \
-        .distinct().count()
-    report.cold_rows = recs.filter(F.col(S.SOURCE) == SOURCE_COLD_START).count()
+    # one pass over the persisted lists for every figure of the report (it also fills the cache)
+    counts = both.groupBy(LIST).agg(
+        F.count(F.lit(1)).alias("rows"), F.countDistinct(S.CUSTOMER_ID).alias("customers"),
+        F.countDistinct(F.when(F.col(S.SOURCE).startswith("fallback"), F.col(S.CUSTOMER_ID))).alias("fallback"),
+        F.count(F.when(F.col(S.SOURCE) == SOURCE_COLD_START, 1)).alias("cold")).collect()
+    by_list = {r[LIST]: r for r in counts}
+    main = by_list.get(LIST_MAIN)
+    if main is not None:
+        report.rows, report.customers = int(main["rows"]), int(main["customers"])
+        report.fallback_customers, report.cold_rows = int(main["fallback"]), int(main["cold"])
+    laps.lap("scoring")
     _write_run(spark, out, recs, rc.top_n, cfg.run_id)
+    laps.lap("write")
     report.current = merge_current(spark, cfg.storage, recs, cfg.run_id, rc.top_n)
+    laps.lap("merge current")
     if rc.new.top_k > 0:
         new_out = ensure_table(spark, cfg.storage, S.NEW_ITEM_RECOMMENDATIONS)
         new_recs = both.filter(F.col(LIST) == LIST_NEW).drop(LIST)
-        report.new_rows = new_recs.count()
-        report.new_customers = new_recs.select(S.CUSTOMER_ID).distinct().count()
+        new = by_list.get(LIST_NEW)
+        report.new_rows, report.new_customers = (int(new["rows"]), int(new["customers"])) if new else (0, 0)
         _write_run(spark, new_out, new_recs, rc.new.top_k, cfg.run_id)
+        laps.lap("new-for-you write")
     both.unpersist()
     create_latest_recommendations_view(spark, cfg.storage)
     return report
