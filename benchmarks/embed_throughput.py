@@ -36,7 +36,7 @@ from hybridrec.crawl.demo import _genre_style, _sample_genres, render_poster  # 
 from hybridrec.features.images import decode_for_cnn  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _memory import PeakRss, spark_processes, this_process  # noqa: E402
+from hybridrec.testing.memory import PeakRss, spark_processes, this_process  # noqa: E402
 
 
 def make_posters(n: int, seed: int) -> list[bytes]:

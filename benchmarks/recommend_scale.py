@@ -50,7 +50,7 @@ from hybridrec.config import ColdStartConf, load_config  # noqa: E402
 from hybridrec.models.scoring import LIST, LIST_MAIN, NeighborMatrix, NewList, score_batch_lists  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _memory import PeakRss, local_jvm, spark_processes, this_process, this_process_tree  # noqa: E402
+from hybridrec.testing.memory import PeakRss, local_jvm, spark_processes, this_process, this_process_tree  # noqa: E402
 from _results import config_block, write_figures, write_results  # noqa: E402
 
 TOP_N, THRESHOLD = 10, 3.0

@@ -40,7 +40,7 @@ from hybridrec.crawl.demo import GENRE_WEIGHTS  # noqa: E402
 from hybridrec.neighbors.kernels import SimilarityParams, normalise  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _memory import PeakRss, spark_processes, this_process  # noqa: E402
+from hybridrec.testing.memory import PeakRss, spark_processes, this_process  # noqa: E402
 from _results import write_figures, write_results  # noqa: E402
 
 

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from hybridrec import schemas as S  # noqa: E402
 from hybridrec.config import load_config  # noqa: E402
 
-from _memory import PeakRss, local_jvm, spark_processes, this_process, this_process_tree  # noqa: E402
+from hybridrec.testing.memory import PeakRss, local_jvm, spark_processes, this_process, this_process_tree  # noqa: E402
 from _results import config_block, write_results  # noqa: E402
 from recommend_scale import make_data  # noqa: E402
 

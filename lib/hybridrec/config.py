@@ -466,7 +466,7 @@ class RecommendConf:
     new: NewItemsConf = field(default_factory=NewItemsConf)
     top_n: int = 10
     threshold: float = 3.0  # only ratings above this add their neighbours (the paper's threshold)
-    partitions: int = 0  # customer partitions (0 = Spark's default parallelism)
+    partitions: int = 0  # customer partitions (0 = the larger of the default parallelism and shuffle partitions)
     batch_rows: int = 200_000  # ratings scored per sparse product inside a task (bounds memory)
 
 

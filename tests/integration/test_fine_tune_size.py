@@ -6,8 +6,6 @@ held this crawl's decoded posters at once would add 1,200 x 224 x 224 x 3 float3
 that; on 8,992 real posters one had grown to 9.8 GB and been killed."""
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,37 +18,10 @@ from hybridrec.crawl.demo import generate_demo
 from hybridrec.stages.embed import run_embed
 from hybridrec.stages.ingest import run_ingest
 from hybridrec.stages.train import run_train
+from hybridrec.testing.memory import PeakRss, spark_processes
 
 POSTERS = 1200
 WORKER_LIMIT_GB = 1.3  # measured 0.9 GB (TensorFlow, the model, a few 64-image batches); + 723 MB if held whole
-
-
-class WorkerPeak:
-    """The largest RSS of any Spark Python worker while the block runs (sampled every 200 ms)."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.psutil, self.peak, self.stop = psutil, 0, False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop:
-            for p in self.psutil.process_iter(["cmdline"]):
-                try:
-                    if "pyspark.daemon" in " ".join(p.info["cmdline"] or []):
-                        self.peak = max(self.peak, p.memory_info().rss)
-                except self.psutil.Error:
-                    pass
-            time.sleep(0.2)
-
-    def __enter__(self) -> "WorkerPeak":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop = True
-        self.thread.join()
 
 
 def small_cnn(path: Path) -> Path:
@@ -81,7 +52,7 @@ def test_fine_tuning_1200_real_size_posters_keeps_workers_bounded(spark: SparkSe
                    database="ft_size")
     run_ingest(spark, cfg)
     run_embed(spark, cfg)
-    with WorkerPeak() as peak:
+    with PeakRss(spark_processes(workers_only=True), relist_s=0.2) as peak:  # the largest worker
         report = run_train(spark, cfg)
     assert report.epochs["fine_tune"] >= 1 and report.model_uri.endswith("fine_tuned.keras")
     assert spark.table(cfg.table(S.ITEM_CATEGORIES)).count() == POSTERS  # every poster predicted by the tuned CNN

@@ -97,3 +97,17 @@ def test_the_first_run_resolves_the_jars_once_into_a_log_file(tmp_path: Path, mo
                                         r"the resolution log is .*\.log$") as exc:
         J.resolved_jars(["io.delta:no-such-artifact_2.13:0.0.1"], {})
     assert "\n" not in str(exc.value)
+
+
+def test_customer_partitions_default_to_the_larger_of_parallelism_and_shuffle_partitions(spark: SparkSession) -> None:
+    from hybridrec.runtime.batches import default_partitions
+
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    base = spark.sparkContext.defaultParallelism
+    try:
+        spark.conf.set("spark.sql.shuffle.partitions", str(base + 10))
+        assert default_partitions(spark) == base + 10
+        spark.conf.set("spark.sql.shuffle.partitions", "1")
+        assert default_partitions(spark) == base
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", str(before))

@@ -116,3 +116,21 @@ def test_an_empty_neighbour_matrix_serves_only_the_fallback() -> None:
     out = score_batch(np.array([1, 1]), np.array([5, 7]), np.array([4.0, 5.0]), empty, 3, 3.0, fb)
     assert out["item_id"].tolist() == [6] and set(out["source"]) == {"fallback_genre_popular"}
     assert score_batch(np.array([1]), np.array([5]), np.array([4.0]), empty, 3, 3.0).empty
+
+
+def test_customer_chunks_gather_small_batches_and_never_split_a_customer() -> None:
+    """Arrow's small batches are gathered into chunks of about max_rows; every row comes out once,
+    in order, and each customer's rows are in one chunk."""
+    rng = np.random.default_rng(4)
+    cust = np.sort(rng.integers(0, 300, 2000))
+    frame = pd.DataFrame({"customer_id": cust, "item_id": np.arange(len(cust))})
+    sizes = rng.integers(1, 40, 200)
+    edges = np.r_[0, np.cumsum(sizes)]
+    batches = [frame.iloc[a:b] for a, b in zip(edges[:-1], edges[1:]) if a < len(frame)]
+    batches.insert(3, frame.iloc[0:0])  # an empty batch
+    chunks = list(customer_chunks(iter(batches), max_rows=150))
+    assert pd.concat(chunks)["item_id"].tolist() == list(range(len(cust)))
+    owners = [set(c["customer_id"]) for c in chunks]
+    assert all(not (a & b) for i, a in enumerate(owners) for b in owners[i + 1:])
+    assert all(len(c) >= 150 - 40 for c in chunks[:-1])  # gathered, not one batch at a time
+    assert max(len(c) for c in chunks) < 150 + 40 + frame["customer_id"].value_counts().max()

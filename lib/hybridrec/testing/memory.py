@@ -1,4 +1,5 @@
-"""Peak resident memory, sampled in a background thread (shared by the benchmarks)."""
+"""Peak resident memory, sampled in a background thread (shared by the benchmarks and the tests
+that bound a worker's memory; needs psutil, a test and benchmark dependency)."""
 from __future__ import annotations
 
 import threading
@@ -7,22 +8,23 @@ from typing import Any, Callable
 
 
 class PeakRss:
-    """Peak RSS of the processes ``select`` returns (re-listed every 5 s, sampled every 250 ms).
+    """Peak RSS of the processes ``select`` returns (re-listed every ``relist_s``, sampled every 250 ms).
 
     ``total=True`` sums them (a JVM plus its Python workers); otherwise the largest one counts
     (memory per worker)."""
 
-    def __init__(self, select: Callable[[Any], list], total: bool = False) -> None:
+    def __init__(self, select: Callable[[Any], list], total: bool = False, relist_s: float = 5.0) -> None:
         import psutil
 
         self.psutil, self.select, self.total, self.peak, self.stop = psutil, select, total, 0, False
+        self.relist_s = relist_s
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
         procs: list = []
         listed = 0.0
         while not self.stop:
-            if time.monotonic() - listed > 5:
+            if time.monotonic() - listed > self.relist_s:
                 procs, listed = self.select(self.psutil), time.monotonic()
             sizes = []
             for p in procs:
