@@ -14,7 +14,7 @@ class PeakRss:
     (memory per worker)."""
 
     def __init__(self, select: Callable[[Any], list], total: bool = False, relist_s: float = 5.0) -> None:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         self.psutil, self.select, self.total, self.peak, self.stop = psutil, select, total, 0, False
         self.relist_s = relist_s
