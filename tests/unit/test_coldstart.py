@@ -8,10 +8,10 @@ import pytest
 from dataclasses import replace
 
 from hybridrec.models.coldstart import (
-    FEATURES, ColdModel, ColdModels, ColdScorer, ItemArrays, build_catalogue, carve_out, centred_unit, cold_features,
+    FEATURES, ColdModel, ColdModels, ColdScorer, ItemArrays, build_catalogue, carve_out, centred_unit,
     fit_cold_model, fit_content_map, fit_logistic, image_neighbours)
 from hybridrec.models.scoring import SOURCE_COLD_START, SOURCE_NEIGHBORS, NeighborMatrix, score_batch, score_batch_lifts
-from hybridrec.testing.references import reference_features
+from hybridrec.testing.references import cold_features, reference_features
 
 
 def _items(n: int, rng: np.random.Generator) -> pd.DataFrame:

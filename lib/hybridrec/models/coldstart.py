@@ -44,7 +44,7 @@ from scipy import sparse
 from hybridrec.config import COLD_FEATURES, CONTENT_FEATURES, MAP_INPUTS, ColdStartConf
 from hybridrec.models.topk import top_k_columns
 
-FEATURES = COLD_FEATURES  # the order of the feature axis of cold_features
+FEATURES = COLD_FEATURES  # the order of the cold-start features
 DECADES = np.arange(1920, 2030, 10)  # release-decade one-hot: 1920s (and before) ... 2020s, plus unknown
 
 
@@ -266,9 +266,8 @@ class ColdModel:
         n = shape[1] if keep is None else int(keep.sum())
         z = np.full((shape[0], n), self.bias - float(scale @ self.mean))
         for f, w in zip(self.features, scale):
-            a = columns[f] if keep is None else columns[f][..., keep]
             if w != 0.0:
-                z += w * a
+                z += w * (columns[f] if keep is None else columns[f][..., keep])
         return z
 
     def lines(self) -> list[str]:
@@ -360,10 +359,6 @@ class ColdParts:
     def shape(self) -> tuple[int, int]:
         return len(self.cust_ids), self.rated.shape[1]
 
-    def stacked(self) -> np.ndarray:
-        """X (customers, cold, FEATURES)."""
-        return np.stack([np.broadcast_to(self.columns[f], self.shape) for f in FEATURES], axis=-1)
-
     def rows(self, features: Sequence[str], take: np.ndarray | None = None) -> np.ndarray:
         """(pairs, features): every pair in row-major (customer, cold) order, or only the flat
         positions ``take``, built one feature at a time."""
@@ -396,15 +391,6 @@ def cold_parts(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, ca
     columns = {"prior": np.asarray(cat.prior, np.float64), "vote_average": np.asarray(cat.vote_average, np.float64),
                "genre": genre, "image": image, "cf": cf}
     return ColdParts(cust_ids, {f: columns[f] for f in FEATURES}, rated)
-
-
-def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cat: ColdCatalogue,
-                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features of every (customer, cold item) of one batch of (customer, item, rating) rows.
-    Returns the sorted customer ids, X (customers, cold, features) and the mask of pairs the
-    customer already rated."""
-    parts = cold_parts(customers, items, ratings, cat, threshold)
-    return parts.cust_ids, parts.stacked(), parts.rated
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float = 1.0,

@@ -161,10 +161,10 @@ def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, input
 
 class FittedHybrid(FittedNeighbors):
     def __init__(self, data: FitData, neighbors: DataFrame, rc: RecommendConf, inputs: ColdInputs, cold: ColdFit,
-                 lift: float, choice: LiftChoice | None, laps: Laps | None = None) -> None:
+                 lift: float, choice: LiftChoice | None, fit_seconds: dict[str, float] | None = None) -> None:
         super().__init__(data, neighbors, rc)
         self.inputs, self.cold, self.lift, self.choice = inputs, cold, lift, choice
-        self.laps = laps or Laps()
+        self.fit_seconds = fit_seconds or {}
         self._all: ColdScorer | None = None
 
     def cold_scorer(self, candidates: np.ndarray | None) -> ColdScorer:
@@ -176,8 +176,7 @@ class FittedHybrid(FittedNeighbors):
 
     def lines(self) -> list[str]:
         cold = self.cold_scorer(None)
-        self.laps.lap("cold catalogue")
-        fit_time = ", ".join(f"{k} {v:.1f}s" for k, v in self.laps.seconds.items())
+        fit_time = ", ".join(f"{k} {v:.1f}s" for k, v in self.fit_seconds.items())
         return [f"{len(cold.catalogue.cold_ids)} cold items (few or no ratings) scored by the cold-start model",
                 f"hybrid fit time: {fit_time}"] \
             + cold.model.lines() + (self.cold.content_map.lines() if self.cold.content_map else []) + [
@@ -205,4 +204,4 @@ class Hybrid(Recommender):
         assert lift is not None
         cold = fit_cold(data.ratings, inputs, cs, rc.threshold)
         laps.lap("cold-start fit")
-        return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, choice, laps)
+        return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, choice, laps.seconds)

@@ -61,8 +61,8 @@ def default_partitions(spark: SparkSession) -> int:
     """Customer partitions when the config says 0: Spark's default parallelism, or
     ``spark.sql.shuffle.partitions`` when that is larger (an integer; Databricks' ``auto`` counts as
     unset). Each partition is sorted by customer in one task: on two cores, 1M customers x 50
-    ratings in 16 partitions instead of 2 scored 13% faster and the JVM peaked at 3.2 GB, not 6.8 GB
-    (the sorts no longer spill)."""
+    ratings in 16 partitions instead of 2 kept the JVM's peak at 3.2-3.7 GB instead of 6.3-6.8 GB
+    (smaller sorts); the scoring time was within this machine's run-to-run noise (184-220 s)."""
     base = spark.sparkContext.defaultParallelism
     configured = str(spark.conf.get("spark.sql.shuffle.partitions"))  # always set: Spark defaults it to 200
     return max(base, int(configured)) if configured.isdigit() else base
@@ -71,8 +71,8 @@ def default_partitions(spark: SparkSession) -> int:
 def map_customer_chunks(rows: DataFrame, fn: Callable[[pd.DataFrame], pd.DataFrame], schema: str, *,
                         partitions: int = 0, max_rows: int = 200_000, fault_stage: str | None = None) -> DataFrame:
     """``fn`` over every customer of ``rows`` (which has ``customer_id``): ``partitions`` customer
-    partitions (0 = Spark's default parallelism), each sorted by customer and cut by
-    :func:`customer_chunks` (0 = :func:`default_partitions`); ``fn`` returns rows of ``schema`` (a DDL string). ``fault_stage`` names
+    partitions (0 = :func:`default_partitions`), each sorted by customer and cut by
+    :func:`customer_chunks`; ``fn`` returns rows of ``schema`` (a DDL string). ``fault_stage`` names
     the stage for :mod:`hybridrec.runtime.faults` (the fault-tolerance tests)."""
     parts = partitions or default_partitions(rows.sparkSession)
 

@@ -94,7 +94,7 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
     ratings = spark.table(ensure_table(spark, cfg.storage, S.RATINGS))
     laps = Laps()
     fitted = model.fit(fit_data(spark, cfg, ratings, stored))
-    report = RecommendReport(run_id=cfg.run_id, model=rc.model, model_lines=fitted.lines(), seconds=laps.seconds)
+    report = RecommendReport(run_id=cfg.run_id, model=rc.model, model_lines=fitted.lines())
     laps.lap("fit")
     fresh = None
     if rc.new.top_k > 0:
@@ -131,4 +131,5 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
         laps.lap("new-for-you write")
     both.unpersist()
     create_latest_recommendations_view(spark, cfg.storage)
+    report.seconds = laps.seconds
     return report

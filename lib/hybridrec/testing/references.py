@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hybridrec.config import RankerConf
-from hybridrec.models.coldstart import ColdCatalogue
+from hybridrec.models.coldstart import FEATURES, ColdCatalogue, cold_parts
 from hybridrec.models.ranker import Sources
 from hybridrec.neighbors.kernels import SimilarityParams, pair_scores
 from hybridrec.neighbors.ratingsim import RatingSimParams
@@ -202,3 +202,12 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
             because = contrib[0][1] if contrib and contrib[0][0] > 0 else -1
             out[(cust, j)] = (f, because)
     return out
+
+
+def cold_features(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, cat: ColdCatalogue,
+                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scorer's features (:func:`hybridrec.models.coldstart.cold_parts`) stacked for the tests:
+    the sorted customer ids, X (customers, cold, FEATURES) and the mask of pairs already rated."""
+    parts = cold_parts(customers, items, ratings, cat, threshold)
+    x = np.stack([np.broadcast_to(parts.columns[f], parts.shape) for f in FEATURES], axis=-1)
+    return parts.cust_ids, x, parts.rated
