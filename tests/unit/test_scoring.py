@@ -87,6 +87,15 @@ def test_streaming_in_small_batches_changes_nothing() -> None:
                                   streamed.sort_values(key).reset_index(drop=True), check_like=True)
 
 
+def test_an_item_rated_twice_is_still_never_recommended() -> None:
+    # items 1 and 2 are each other's neighbours; the customer rated both, item 2 in two rows (a
+    # re-rating the caller did not collapse): neither may come back, even to fill a short list
+    nm = NeighborMatrix.from_pairs(np.array([1, 2, 1]), np.array([2, 1, 3]), np.array([0.9, 0.8, 0.5]))
+    out = score_batch(np.array([7, 7, 7]), np.array([1, 2, 2]), np.array([5.0, 4.0, 5.0]), nm, n=5, threshold=3.0)
+    assert out["item_id"].tolist() == [3]
+    assert out["score"].tolist() == [2.5]
+
+
 def test_fallback_for_customers_with_nothing_above_the_threshold() -> None:
     ids, NN, R = random_world(5, customers=5)
     R[2000] = {int(ids[0]): 1.0}  # rated, but below the threshold: genre fallback

@@ -128,12 +128,15 @@ def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: Ne
     r_liked = sparse.csr_matrix((ratings[liked].astype(np.float64), (crow[liked], col[liked])),
                                 shape=(len(cust_ids), n_items))
     rated = sparse.csr_matrix((np.ones(int(known.sum())), (crow[known], col[known])), shape=(len(cust_ids), n_items))
+    rated.data[:] = 1.0  # a (customer, item) given twice was summed to 2: it still drops the item once
     scores = (r_liked @ nm.csr()).tocsr()
-    scores = (scores - scores.multiply(rated)).tocsr()  # drop items already rated
-    if cold is not None and n_items:
-        warm = sparse.diags((~np.isin(nm.item_ids, cold.catalogue.cold_ids)).astype(np.float64))
-        scores = (scores @ warm).tocsr()
-    scores.eliminate_zeros()
+    scores = (scores - scores.multiply(rated)).tocsr()  # the items already rated become exact zeros
+    # drop the zeros and, for the hybrid, the cold items (the cold-start model ranks those)
+    rows = np.repeat(np.arange(len(cust_ids)), np.diff(scores.indptr))
+    keep = scores.data != 0
+    if cold is not None and n_items and len(cold.catalogue.cold_ids):
+        keep &= ~np.isin(nm.item_ids, cold.catalogue.cold_ids)[scores.indices]
+    scores = _cells(scores, rows, keep)
     frame, out_c = _neighbor_rows(scores, n, cust_ids, r_liked, nm)
     frames = [frame]
     if cold is not None:
@@ -150,15 +153,22 @@ def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: Ne
         out.append(_ranked(f))
     fresh = pd.DataFrame(columns=[*frame.columns, S.RANK])
     if new is not None:
-        keep = np.isin(nm.item_ids, new.items).astype(np.float64)  # the new items among the warm scores
-        restricted = (scores @ sparse.diags(keep)).tocsr()
-        restricted.eliminate_zeros()
+        rows = np.repeat(np.arange(len(cust_ids)), np.diff(scores.indptr))
+        restricted = _cells(scores, rows, np.isin(nm.item_ids, new.items)[scores.indices])  # the new items' scores
         nf, nc = _neighbor_rows(restricted, new.k, cust_ids, r_liked, nm)
         if new.cold is not None:
             top = _cold_candidates(customers, items, ratings, new.cold, new.k, threshold)
             nf = _with_cold(nf, nc, cust_ids, top, new.cold.slots, new.cold.min_probability, new.k)
         fresh = _ranked(nf)
     return out, fresh
+
+
+def _cells(m: sparse.csr_matrix, rows: np.ndarray, keep: np.ndarray) -> sparse.csr_matrix:
+    """``m`` with only the stored cells where ``keep`` (``rows``: each stored cell's row), in linear
+    time: no arithmetic on the values, so a kept cell keeps its exact score."""
+    indptr = np.zeros(m.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=m.shape[0]), out=indptr[1:])
+    return sparse.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
 
 
 def _neighbor_rows(scores: sparse.csr_matrix, n: int, cust_ids: np.ndarray, r_liked: sparse.csr_matrix,
@@ -257,10 +267,12 @@ def _because(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix, nm:
     # a liked item with no pair to j never explains it (with negative similarities, as EASE has, the
     # best real contribution can be below 0): so a matrix restricted to some columns gives the same
     contrib = np.where(sim != 0, rk * sim, -np.inf)
-    order = np.lexsort((k, -contrib, pair))
-    pair_sorted = pair[order]
-    first = np.r_[0, np.nonzero(np.diff(pair_sorted))[0] + 1]
-    return k[order][first]
+    # each pick's likes are one contiguous run (every pick has one: its score came from them): the
+    # run's largest contribution, and the smallest k among the likes that reach it - linear time
+    starts = np.cumsum(per) - per
+    best = np.maximum.reduceat(contrib, starts)
+    at_best = contrib == np.repeat(best, per)
+    return np.minimum.reduceat(np.where(at_best, k, np.iinfo(np.int64).max), starts)
 
 
 def _fallback_rows(missing: list[int], cust_ids: np.ndarray, crow: np.ndarray, items: np.ndarray,
