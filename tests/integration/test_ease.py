@@ -31,6 +31,9 @@ def test_gram_matrix_equals_numpy(spark: SparkSession) -> None:
         if i in ids:
             x[c, np.searchsorted(ids, i)] = 1.0
     np.testing.assert_allclose(gram_matrix(ratings, ids), x.T @ x)
+    # a pair given twice still counts once, and chunks of a few rows (many per partition) add up the same
+    twice = as_df(spark, rows + rows[:9]).repartition(3)
+    np.testing.assert_allclose(gram_matrix(twice, ids, max_rows=7), x.T @ x)
 
 
 def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:

@@ -141,3 +141,22 @@ def test_new_items_are_young_or_thinly_rated_at_the_run_date(spark: SparkSession
     # fewer than 2 ratings: 4 (none, no release date) and 7 (one)
     assert got(NewItemsConf(max_age_days=0, max_ratings=2)) == [4, 5, 7]  # 5: released after the run date
     assert got(NewItemsConf(max_age_days=365, max_ratings=3)) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_the_lift_carve_outs_cold_items_are_counted_over_every_customer(spark: SparkSession) -> None:
+    """carve_counts: every customer's ratings per item less the ones the carve-out holds out - not
+    the sampled customers' alone, which would make nearly every item cold at scale."""
+    from hybridrec.models.hybrid import carve_counts, item_counts
+
+    rows = [(c, i) for c in range(1, 11) for i in (1, 2)] + [(c, 3) for c in (1, 2, 3)] + [(1, 4), (2, 5)]
+    ratings = spark.createDataFrame(rows, "customer_id long, item_id long")
+    pool = ratings.filter("customer_id <= 2")  # the sampled customers
+    train = pool.filter("NOT (item_id IN (3, 4, 5))")  # their latest ratings (3, 4, 5) held out
+    held = [(c, i) for c, i in rows if c <= 2 and i in (3, 4, 5)]
+    want: dict[int, int] = {}
+    for c, i in rows:
+        if (c, i) not in held:
+            want[i] = want.get(i, 0) + 1
+    assert want == {1: 10, 2: 10, 3: 1}  # 4 and 5: rated only in the held-out part, so absent (no ratings)
+    assert carve_counts(item_counts(ratings), pool, train) == want
+    assert item_counts(train) == {1: 2, 2: 2}  # the sample's own counts: 1 and 2 would look cold

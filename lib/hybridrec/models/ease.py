@@ -36,25 +36,35 @@ def top_items(ratings: DataFrame, n: int) -> np.ndarray:
     return np.sort(cast(pd.DataFrame, top.toPandas())[S.ITEM_ID].to_numpy(np.int64))
 
 
-def gram_matrix(ratings: DataFrame, item_ids: np.ndarray) -> np.ndarray:
-    """X^T X over ``item_ids`` (binary interactions), summed over customer partitions with Spark."""
+def gram_matrix(ratings: DataFrame, item_ids: np.ndarray, max_rows: int = 200_000) -> np.ndarray:
+    """X^T X over ``item_ids`` (binary interactions: a pair rated twice counts once). Each customer
+    partition streams its rows as Arrow batches in bounded customer chunks, adds every chunk's
+    X_c^T X_c (chunks of about ``max_rows`` rows) to one dense N x N sum, and hands it on as one binary row; a tree reduce sums the
+    partitions' matrices, so the driver holds a few N x N arrays whatever the number of customers."""
     from scipy import sparse
+
+    from hybridrec.runtime.batches import customer_chunks, default_partitions
 
     spark = ratings.sparkSession
     n = len(item_ids)
     index = spark.createDataFrame(pd.DataFrame({S.ITEM_ID: item_ids, "_col": np.arange(n, dtype=np.int64)}))
-    cells = ratings.select(S.CUSTOMER_ID, S.ITEM_ID).distinct().join(F.broadcast(index), S.ITEM_ID) \
-        .select(S.CUSTOMER_ID, "_col").repartition(S.CUSTOMER_ID)
+    cells = ratings.select(S.CUSTOMER_ID, S.ITEM_ID).join(F.broadcast(index), S.ITEM_ID).select(S.CUSTOMER_ID, "_col")
 
-    def partial(rows: Iterable[tuple[int, int]]) -> Iterator[np.ndarray]:
-        pairs = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
-        if not len(pairs):
-            return
-        _, row = np.unique(pairs[:, 0], return_inverse=True)
-        x = sparse.csr_matrix((np.ones(len(pairs), np.float32), (row, pairs[:, 1])), shape=(row.max() + 1, n))
-        yield np.asarray((x.T @ x).todense(), dtype=np.float64)
+    def partial(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        total = None
+        for chunk in customer_chunks(batches, max_rows):
+            _, row = np.unique(chunk[S.CUSTOMER_ID].to_numpy(np.int64), return_inverse=True)
+            x = sparse.csr_matrix((np.ones(len(row), np.float32), (row, chunk["_col"].to_numpy(np.int64))),
+                                  shape=(int(row.max()) + 1, n))
+            x.data[:] = 1.0  # duplicates were summed: binary again
+            g = np.asarray((x.T @ x).todense(), dtype=np.float64)
+            total = g if total is None else total + g
+        if total is not None:
+            yield pd.DataFrame({"gram": [total.tobytes()]})
 
-    rdd = cells.rdd.map(lambda r: (int(r[0]), int(r[1]))).mapPartitions(partial)
+    parts = cells.repartition(default_partitions(spark), S.CUSTOMER_ID).sortWithinPartitions(S.CUSTOMER_ID) \
+        .mapInPandas(partial, "gram binary")  # type: ignore[arg-type]
+    rdd = parts.rdd.map(lambda r: np.frombuffer(r[0], np.float64).reshape(n, n))
     if rdd.isEmpty():
         return np.zeros((n, n))
     return cast(np.ndarray, rdd.treeReduce(np.add, depth=2))

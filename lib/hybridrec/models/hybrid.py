@@ -85,10 +85,17 @@ class ColdFit:
         return ColdScorer(cat, self.model, cs.slots, lift)
 
 
-def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshold: float) -> ColdFit:
-    """The cold-start model fitted on a carve-out of ``ratings`` (a seeded sample of at most
-    ``fit_customers`` customers; nothing but these ratings is read)."""
+def item_counts(ratings: DataFrame) -> dict[int, int]:
+    """Each rated item's number of ratings (one aggregation; items without ratings are absent)."""
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID).count().toPandas())
+    return dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(), counts["count"].astype(np.int64).tolist()))
+
+
+def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshold: float,
+             counts: dict[int, int] | None = None) -> ColdFit:
+    """The cold-start model fitted on a carve-out of ``ratings`` (a seeded sample of at most
+    ``fit_customers`` customers; nothing but these ratings is read). ``counts``: the ratings per
+    item that decide which items are cold (default: ``ratings``' own, :func:`item_counts`)."""
     fit_rows = cast(pd.DataFrame, customer_sample(ratings, cs.fit_customers, cs.seed)
                     .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
     mapping = MapParams.configured(cs)
@@ -97,8 +104,7 @@ def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshol
                            neighbours=cs.image_neighbors, l2=cs.l2, max_pairs=cs.fit_pairs, mapping=mapping)
     cmap = mapping.fit(fit_rows, inputs.arrays, inputs.vec_ids, inputs.vectors, threshold=threshold,
                        seed=cs.seed) if "cf" in cs.features else None
-    return ColdFit(model, cmap, dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(),
-                                         counts["count"].astype(np.int64).tolist())))
+    return ColdFit(model, cmap, item_counts(ratings) if counts is None else counts)
 
 
 @dataclass(frozen=True)
@@ -133,20 +139,39 @@ def choose_lift(ndcg: dict[float, float], new_recall: dict[float, float], max_lo
     return max(allowed, key=lambda x: (round(new_recall.get(x, 0.0), 12), x))
 
 
-def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs) -> LiftChoice:
+def carve_counts(counts: dict[int, int], pool: DataFrame, train: DataFrame) -> dict[int, int]:
+    """``counts`` (every rating's, per item) less the ratings ``pool`` holds out of ``train``: what
+    each item had before the carve-out's held-out ratings, over all the customers."""
+    held = dict(counts)
+    for i, n in item_counts(pool).items():
+        held[i] = held.get(i, 0) - n
+    for i, n in item_counts(train).items():
+        held[i] = held.get(i, 0) + n
+    return {i: n for i, n in held.items() if n > 0}
+
+
+def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs,
+                 counts: dict[int, int] | None = None) -> LiftChoice:
     """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``data.ratings``
     (of at most ``lift_customers`` sampled customers): each one's latest ``fit_holdout`` share is
     held out, the hybrid (neighbours and cold model refitted on the rest) scores the sampled
     customers on the driver once - the neighbour scores and the cold items' probabilities do not
     depend on the lift, only where the cold picks go does - and :func:`choose_lift` weighs each
-    lift's new-item recall against its nDCG@top_n (held-out ratings >= relevant)."""
+    lift's new-item recall against its nDCG@top_n (held-out ratings >= relevant).
+
+    The carve-out's cold items are those with fewer than ``max_ratings`` ratings before its
+    held-out ones, counted over every customer (``counts``: ``data.ratings``' per item, computed
+    when not given), not over the sample: the sample's own counts would make almost every item
+    cold once the customers are many times ``lift_customers``, which is neither what serving
+    sees nor cheap to score."""
     cs = rc.cold_start
     # a seeded sample of customers: the carve-out's neighbours are recomputed from these alone, so
     # tuning never repeats the similarity stage's full computation (all of them when there are fewer)
     pool = customer_sample(data.ratings, cs.lift_customers, cs.seed)
     carve = carve_out(pool, cs.lift_customers, cs.seed, cs.fit_holdout, cs.relevant)
     nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
-    cold = fit_cold(carve.train, inputs, cs, rc.threshold).scorer(inputs, cs, lift=1.0)
+    before = carve_counts(item_counts(data.ratings) if counts is None else counts, pool, carve.train)
+    cold = fit_cold(carve.train, inputs, cs, rc.threshold, before).scorer(inputs, cs, lift=1.0)
     rows = carve.rows
     candidates = list(dict.fromkeys(cs.lift_grid))
     lifts = list(dict.fromkeys([*candidates, INF]))  # inf: the list without new items, the nDCG reference
@@ -197,11 +222,12 @@ class Hybrid(Recommender):
         recipe = self.recipe()
         laps = Laps()
         inputs = ColdInputs.collect(data.items, data.embeddings())
-        laps.lap("item metadata and vectors")
-        choice = fit_min_lift(data, recipe, rc, inputs) if cs.min_lift is None else None
+        counts = item_counts(data.ratings)
+        laps.lap("item metadata, vectors and rating counts")
+        choice = fit_min_lift(data, recipe, rc, inputs, counts) if cs.min_lift is None else None
         laps.lap("min_lift carve-out")
         lift = choice.lift if choice else cs.min_lift
         assert lift is not None
-        cold = fit_cold(data.ratings, inputs, cs, rc.threshold)
+        cold = fit_cold(data.ratings, inputs, cs, rc.threshold, counts)
         laps.lap("cold-start fit")
         return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, choice, laps.seconds)
