@@ -150,13 +150,12 @@ def test_the_lift_carve_outs_cold_items_are_counted_over_every_customer(spark: S
 
     rows = [(c, i) for c in range(1, 11) for i in (1, 2)] + [(c, 3) for c in (1, 2, 3)] + [(1, 4), (2, 5)]
     ratings = spark.createDataFrame(rows, "customer_id long, item_id long")
-    pool = ratings.filter("customer_id <= 2")  # the sampled customers
-    train = pool.filter("NOT (item_id IN (3, 4, 5))")  # their latest ratings (3, 4, 5) held out
-    held = [(c, i) for c, i in rows if c <= 2 and i in (3, 4, 5)]
+    held = [(c, i) for c, i in rows if c <= 2 and i in (3, 4, 5)]  # the sampled customers' latest ratings
     want: dict[int, int] = {}
     for c, i in rows:
         if (c, i) not in held:
             want[i] = want.get(i, 0) + 1
     assert want == {1: 10, 2: 10, 3: 1}  # 4 and 5: rated only in the held-out part, so absent (no ratings)
-    assert carve_counts(item_counts(ratings), pool, train) == want
+    assert carve_counts(item_counts(ratings), spark.createDataFrame(held, "customer_id long, item_id long")) == want
+    train = ratings.filter("customer_id <= 2 AND NOT (item_id IN (3, 4, 5))")
     assert item_counts(train) == {1: 2, 2: 2}  # the sample's own counts: 1 and 2 would look cold

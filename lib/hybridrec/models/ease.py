@@ -15,7 +15,7 @@ on a temporal carve-out of the fitted ratings (never the evaluation's test part)
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator, cast
+from typing import Iterator, cast
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,10 @@ def top_items(ratings: DataFrame, n: int) -> np.ndarray:
 
 def gram_matrix(ratings: DataFrame, item_ids: np.ndarray, max_rows: int = 200_000) -> np.ndarray:
     """X^T X over ``item_ids`` (binary interactions: a pair rated twice counts once). Each customer
-    partition streams its rows as Arrow batches in bounded customer chunks, adds every chunk's
-    X_c^T X_c (chunks of about ``max_rows`` rows) to one dense N x N sum, and hands it on as one binary row; a tree reduce sums the
-    partitions' matrices, so the driver holds a few N x N arrays whatever the number of customers."""
+    partition streams its rows as Arrow batches in customer chunks of about ``max_rows`` rows, adds
+    every chunk's X_c^T X_c to one dense N x N sum and hands it on as one binary row (Arrow's 2 GiB
+    value limit: N up to about 16,000); a tree reduce sums the partitions' matrices, so the driver
+    holds a few N x N arrays whatever the number of customers."""
     from scipy import sparse
 
     from hybridrec.runtime.batches import customer_chunks, default_partitions
@@ -57,14 +58,17 @@ def gram_matrix(ratings: DataFrame, item_ids: np.ndarray, max_rows: int = 200_00
             x = sparse.csr_matrix((np.ones(len(row), np.float32), (row, chunk["_col"].to_numpy(np.int64))),
                                   shape=(int(row.max()) + 1, n))
             x.data[:] = 1.0  # duplicates were summed: binary again
-            g = np.asarray((x.T @ x).todense(), dtype=np.float64)
-            total = g if total is None else total + g
+            g = np.asarray((x.T @ x).todense(), dtype="<f8")
+            if total is None:
+                total = g
+            else:
+                total += g
         if total is not None:
             yield pd.DataFrame({"gram": [total.tobytes()]})
 
     parts = cells.repartition(default_partitions(spark), S.CUSTOMER_ID).sortWithinPartitions(S.CUSTOMER_ID) \
         .mapInPandas(partial, "gram binary")  # type: ignore[arg-type]
-    rdd = parts.rdd.map(lambda r: np.frombuffer(r[0], np.float64).reshape(n, n))
+    rdd = parts.rdd.map(lambda r: np.frombuffer(r[0], "<f8").reshape(n, n))
     if rdd.isEmpty():
         return np.zeros((n, n))
     return cast(np.ndarray, rdd.treeReduce(np.add, depth=2))

@@ -65,7 +65,7 @@ class ColdInputs:
 @dataclass(frozen=True)
 class ColdFit:
     """The cold-start models fitted on some ratings, the content map fitted on all of them (what
-    serving maps new items with), and those ratings' count per item."""
+    serving maps new items with), and the ratings per item that decide which items are cold."""
 
     model: ColdModels
     content_map: ContentMap | None
@@ -113,7 +113,7 @@ class LiftChoice:
 
     lift: float
     ndcg: dict[float, float]  # binary nDCG@top_n of the held-out ratings >= relevant
-    new_recall: dict[float, float]  # recall@top_n of those on cold items (few ratings in the carve-out)
+    new_recall: dict[float, float]  # recall@top_n of those on cold items (few ratings before the held-out ones)
     new_customers: int  # sampled customers with a held-out relevant cold item
     max_loss: float
 
@@ -139,15 +139,13 @@ def choose_lift(ndcg: dict[float, float], new_recall: dict[float, float], max_lo
     return max(allowed, key=lambda x: (round(new_recall.get(x, 0.0), 12), x))
 
 
-def carve_counts(counts: dict[int, int], pool: DataFrame, train: DataFrame) -> dict[int, int]:
-    """``counts`` (every rating's, per item) less the ratings ``pool`` holds out of ``train``: what
-    each item had before the carve-out's held-out ratings, over all the customers."""
-    held = dict(counts)
-    for i, n in item_counts(pool).items():
-        held[i] = held.get(i, 0) - n
-    for i, n in item_counts(train).items():
-        held[i] = held.get(i, 0) + n
-    return {i: n for i, n in held.items() if n > 0}
+def carve_counts(counts: dict[int, int], held: DataFrame) -> dict[int, int]:
+    """``counts`` (every rating's, per item) less the ratings a carve-out holds out (``held``): what
+    each item had before them, over all the customers (an item left with none is absent)."""
+    before = dict(counts)
+    for i, n in item_counts(held).items():
+        before[i] = before.get(i, 0) - n
+    return {i: n for i, n in before.items() if n > 0}
 
 
 def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs,
@@ -163,14 +161,17 @@ def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, input
     held-out ones, counted over every customer (``counts``: ``data.ratings``' per item, computed
     when not given), not over the sample: the sample's own counts would make almost every item
     cold once the customers are many times ``lift_customers``, which is neither what serving
-    sees nor cheap to score."""
+    sees nor cheap to score. The warm side's neighbours come from the sample alone, so an item
+    with enough ratings overall but none among the sample's training ratings is ranked by neither
+    side in the carve-out: the same for every lift, so it lowers every candidate's nDCG alike."""
     cs = rc.cold_start
     # a seeded sample of customers: the carve-out's neighbours are recomputed from these alone, so
     # tuning never repeats the similarity stage's full computation (all of them when there are fewer)
     pool = customer_sample(data.ratings, cs.lift_customers, cs.seed)
     carve = carve_out(pool, cs.lift_customers, cs.seed, cs.fit_holdout, cs.relevant)
     nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
-    before = carve_counts(item_counts(data.ratings) if counts is None else counts, pool, carve.train)
+    assert carve.held is not None
+    before = carve_counts(item_counts(data.ratings) if counts is None else counts, carve.held)
     cold = fit_cold(carve.train, inputs, cs, rc.threshold, before).scorer(inputs, cs, lift=1.0)
     rows = carve.rows
     candidates = list(dict.fromkeys(cs.lift_grid))

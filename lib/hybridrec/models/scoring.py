@@ -259,10 +259,10 @@ def _because(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix, nm:
         return np.zeros(0, dtype=np.int64)
     per = np.diff(r_liked.indptr)[rows]
     pair = np.repeat(np.arange(len(rows)), per)
-    starts = r_liked.indptr[rows]
+    first = r_liked.indptr[rows]
     offs = np.arange(len(pair)) - np.repeat(np.cumsum(per) - per, per)
-    k = r_liked.indices[np.repeat(starts, per) + offs]
-    rk = r_liked.data[np.repeat(starts, per) + offs]
+    k = r_liked.indices[np.repeat(first, per) + offs].astype(np.int64)  # int64: the sentinel below fits
+    rk = r_liked.data[np.repeat(first, per) + offs]
     sim = np.asarray(nm.csr()[k, cols[pair]]).ravel()
     # a liked item with no pair to j never explains it (with negative similarities, as EASE has, the
     # best real contribution can be below 0): so a matrix restricted to some columns gives the same
@@ -270,8 +270,8 @@ def _because(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix, nm:
     # each pick's likes are one contiguous run (every pick has one: its score came from them): the
     # run's largest contribution, and the smallest k among the likes that reach it - linear time
     starts = np.cumsum(per) - per
-    best = np.maximum.reduceat(contrib, starts)
-    at_best = contrib == np.repeat(best, per)
+    best = np.repeat(np.fmax.reduceat(contrib, starts), per)
+    at_best = (contrib == best) | np.isnan(best)  # a run of NaN similarities: its smallest k, as a sort gives
     return np.minimum.reduceat(np.where(at_best, k, np.iinfo(np.int64).max), starts)
 
 

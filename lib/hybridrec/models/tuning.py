@@ -29,6 +29,7 @@ class CarveOut:
     train: DataFrame  # the carve-out's training ratings (customer_id, item_id, rating, timestamp)
     rows: pd.DataFrame  # the sampled customers' training rows (customer_id, item_id, rating, timestamp)
     gains: dict[int, dict[int, float]]  # their held-out relevant items
+    held: DataFrame | None = None  # every held-out rating (customer_id, item_id, rating, timestamp), any value
 
     @cached_property
     def _truth(self) -> pd.DataFrame:
@@ -90,7 +91,7 @@ def carve_out(ratings: DataFrame, customers: int, seed: int, holdout: float = HO
                 .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP).toPandas())
     truth = cast(pd.DataFrame, held.join(sample, S.CUSTOMER_ID, "left_semi").toPandas())
     gains = {int(c): {int(i): 1.0 for i in g[S.ITEM_ID]} for c, g in truth.groupby(S.CUSTOMER_ID)}
-    return CarveOut(train, rows, gains)
+    return CarveOut(train, rows, gains, split.filter(F.col(PART) == TEST).drop(PART))
 
 
 def best_of(scores: dict[K, float]) -> K:
