@@ -75,3 +75,26 @@ def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callabl
         np.testing.assert_allclose(mine[S.SCORE].to_numpy(), [s for s, _ in want], rtol=1e-6)
         checked += bool(want)
     assert checked > 20
+
+
+def test_one_gram_serves_every_carve_out_of_the_same_ratings(spark: SparkSession,
+                                                             make_cfg: Callable[..., Config]) -> None:
+    """The ranker tunes lambda and fits its sources on two carve-outs of different samples: their
+    training parts are the same ratings, so one Gram serves both and lambda's tuning is unchanged."""
+    from hybridrec.models.ease import ItemGram, choose_lambda
+    from hybridrec.models.tuning import carve_out
+
+    rows = random_ratings(9, customers=60, items=20)
+    ratings = as_df(spark, rows)
+    ec = make_cfg("evaluate.ease_items=12", "evaluate.tune_customers=30").evaluate
+    items = ratings.select(S.ITEM_ID).distinct().withColumn(S.GENRES, F.array(F.lit("Drama")))
+    data = FitData(spark, ratings, items, lambda: None, lambda: None, lambda blocks: None)  # type: ignore[arg-type,return-value]
+    other = carve_out(ratings, 11, 5)  # another sample size and seed
+    own = carve_out(ratings, ec.tune_customers, ec.seed)
+    assert set(other.gains) != set(own.gains)  # really other customers sampled
+    given = ItemGram.of(other.train, ec.ease_items)
+    mine = ItemGram.of(own.train, ec.ease_items)
+    np.testing.assert_array_equal(given.ids, mine.ids)
+    np.testing.assert_array_equal(given.gram, mine.gram)
+    lam, scores = choose_lambda(data, ec, given)
+    assert (lam, scores) == choose_lambda(data, ec) and len(scores) == len(ec.ease_lambdas)

@@ -115,12 +115,29 @@ class EaseFit:
     items: int
 
 
-def choose_lambda(data: FitData, ec: EvaluateConf) -> tuple[float, dict[float, float]]:
+@dataclass(frozen=True)
+class ItemGram:
+    """Some ratings' ``n`` most-rated items (sorted ids) and their Gram matrix X^T X."""
+
+    ids: np.ndarray
+    gram: np.ndarray
+
+    @staticmethod
+    def of(ratings: DataFrame, n: int) -> "ItemGram":
+        ids = top_items(ratings, n)
+        return ItemGram(ids, gram_matrix(ratings, ids))
+
+
+def choose_lambda(data: FitData, ec: EvaluateConf, train_gram: ItemGram | None = None
+                  ) -> tuple[float, dict[float, float]]:
     """The ``ease_lambdas`` candidate with the best nDCG@10 on a temporal carve-out of
-    ``data.ratings`` (:mod:`hybridrec.models.tuning`); the carve-out's Gram matrix is built once."""
+    ``data.ratings`` (:mod:`hybridrec.models.tuning`); the carve-out's Gram matrix is built once.
+    ``train_gram``: that Gram when the caller has it - the ``ease_items`` of the training part of
+    any :func:`carve_out` of ``data.ratings`` with the default holdout (the split does not depend on
+    the customers sampled), so a model tuning several things on carve-outs computes it once."""
     carve = carve_out(data.ratings, ec.tune_customers, ec.seed)
-    ids = top_items(carve.train, ec.ease_items)
-    gram = gram_matrix(carve.train, ids)
+    g = train_gram if train_gram is not None else ItemGram.of(carve.train, ec.ease_items)
+    ids, gram = g.ids, g.gram
     rows = carve.rows
     scores: dict[float, float] = {}
     for lam in ec.ease_lambdas:

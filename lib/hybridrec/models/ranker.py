@@ -36,7 +36,7 @@ from hybridrec.config import POSTER_RANK_FEATURES, RANK_FEATURES, EvaluateConf, 
 from hybridrec.errors import UserError
 from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
 from hybridrec.models.coldstart import centred_unit
-from hybridrec.models.ease import choose_lambda, ease_weights, gram_matrix, top_items
+from hybridrec.models.ease import ItemGram, choose_lambda, ease_weights
 from hybridrec.models.neighborhood import ItemKnn
 from hybridrec.models.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, NeighborMatrix
 from hybridrec.models.topk import top_k_columns
@@ -130,10 +130,11 @@ class ItemInputs:
 
 
 def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: EvaluateConf, rk: RankerConf,
-                lam: float) -> Sources:
+                lam: float, item_gram: ItemGram | None = None) -> Sources:
     """The sources fitted on ``data.ratings``: its rating neighbours (the stored ones when the
     recipe is item_knn's), EASE over the ``ease_items`` most-rated items with ``lam``, PureSVD from
-    the same Gram matrix, the per-item daily counts, and the item features over the catalogue."""
+    the same Gram matrix (``item_gram``: those ratings' own, when the caller has it), the per-item
+    daily counts, and the item features over the catalogue."""
     ratings = data.ratings
     knn_pairs = cast(pd.DataFrame, data.neighbors(recipe).select(S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY).toPandas())
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID, F.datediff(F.col(S.TIMESTAMP), F.lit("1970-01-01"))
@@ -150,8 +151,8 @@ def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: E
     popularity = np.bincount(cols, weights=n_day, minlength=n).astype(np.float64)
     days = counts["_day"].fillna(-1).to_numpy(np.int64)
     day0, daily = daily_counts(days, cols, n, rk.history_days, n_day)
-    ease_ids = top_items(ratings, ec.ease_items)
-    gram = gram_matrix(ratings, ease_ids)
+    g = item_gram if item_gram is not None else ItemGram.of(ratings, ec.ease_items)
+    ease_ids, gram = g.ids, g.gram
     ease_b = ease_weights(gram, lam).astype(np.float32)
     w, v = np.linalg.eigh(gram)
     svd_v = v[:, np.argsort(-w)[:min(rk.factors, len(w))]].astype(np.float32)
@@ -618,9 +619,12 @@ class Ranked(Recommender):
         rk = rc.ranker
         recipe = ItemKnn(self.conf).recipe()  # the knn source is item_knn's neighbours
         inputs = ItemInputs.collect(data, rk.features)
-        lam = ec.ease_lambda if ec.ease_lambda is not None else choose_lambda(data, ec)[0]
         carve = carve_out(data.ratings, rk.fit_customers, rk.seed, relevant=RELEVANT)
-        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam)
+        # one Gram of the carve-out's training part serves lambda's tuning and the ranker's sources:
+        # every carve-out of these ratings has the same training part
+        train_gram = ItemGram.of(carve.train, ec.ease_items)
+        lam = ec.ease_lambda if ec.ease_lambda is not None else choose_lambda(data, ec, train_gram)[0]
+        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam, train_gram)
         rows = carve.rows
         cands = candidate_features(*_batch_arrays(rows), carve_src, rk, rc.threshold)
         fit = fit_ranker(cands, labels(cands, carve.gains), rk)
