@@ -39,9 +39,10 @@ def top_items(ratings: DataFrame, n: int) -> np.ndarray:
 def gram_matrix(ratings: DataFrame, item_ids: np.ndarray, max_rows: int = 200_000) -> np.ndarray:
     """X^T X over ``item_ids`` (binary interactions: a pair rated twice counts once). Each customer
     partition streams its rows as Arrow batches in customer chunks of about ``max_rows`` rows, adds
-    every chunk's X_c^T X_c to one dense N x N sum and hands it on as one binary row (Arrow's 2 GiB
-    value limit: N up to about 16,000); a tree reduce sums the partitions' matrices, so the driver
-    holds a few N x N arrays whatever the number of customers."""
+    every chunk's X_c^T X_c to one N x N sum of counts and hands on its upper triangle as one binary
+    row of int32 (a quarter of the dense float64 matrix: at small sizes shipping 16 dense matrices
+    cost more than the product; Arrow's 2 GiB value limit: N up to about 32,000); a tree reduce sums
+    the partitions' triangles, so the driver holds a few N x N arrays whatever the number of customers."""
     from scipy import sparse
 
     from hybridrec.runtime.batches import customer_chunks, default_partitions
@@ -58,20 +59,22 @@ def gram_matrix(ratings: DataFrame, item_ids: np.ndarray, max_rows: int = 200_00
             x = sparse.csr_matrix((np.ones(len(row), np.float32), (row, chunk["_col"].to_numpy(np.int64))),
                                   shape=(int(row.max()) + 1, n))
             x.data[:] = 1.0  # duplicates were summed: binary again
-            g = np.asarray((x.T @ x).todense(), dtype="<f8")
+            g = np.rint(np.asarray((x.T @ x).todense())).astype(np.int64)  # co-rating counts: integers
             if total is None:
                 total = g
             else:
                 total += g
-        if total is not None:
-            yield pd.DataFrame({"gram": [total.tobytes()]})
+        if total is not None:  # the upper triangle as int32 (a partition's counts stay below 2^31 customers)
+            yield pd.DataFrame({"gram": [total[np.triu_indices(n)].astype("<i4").tobytes()]})
 
     parts = cells.repartition(default_partitions(spark), S.CUSTOMER_ID).sortWithinPartitions(S.CUSTOMER_ID) \
         .mapInPandas(partial, "gram binary")  # type: ignore[arg-type]
-    rdd = parts.rdd.map(lambda r: np.frombuffer(r[0], "<f8").reshape(n, n))
+    rdd = parts.rdd.map(lambda r: np.frombuffer(r[0], "<i4").astype(np.int64))
     if rdd.isEmpty():
         return np.zeros((n, n))
-    return cast(np.ndarray, rdd.treeReduce(np.add, depth=2))
+    upper = np.zeros((n, n))
+    upper[np.triu_indices(n)] = rdd.treeReduce(np.add, depth=2)
+    return upper + np.triu(upper, 1).T
 
 
 def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
