@@ -45,7 +45,7 @@ def test_carve_out_recall_counts_only_the_customers_with_a_held_out_item_among_t
     import pandas as pd
 
     from hybridrec.models.tuning import CarveOut
-    carve = CarveOut(train=None, rows=pd.DataFrame(),  # type: ignore[arg-type]
+    carve = CarveOut(train=None, rows=pd.DataFrame(), held=None,  # type: ignore[arg-type]
                      gains={1: {10: 1.0, 20: 1.0, 30: 1.0}, 2: {10: 1.0}, 3: {40: 1.0}})
     lists = pd.DataFrame({"customer_id": [1, 1, 1, 2, 3, 3], "rank": [2, 1, 3, 1, 2, 1],
                           "item_id": [20, 99, 30, 10, 41, 40]})
@@ -79,7 +79,7 @@ def test_carve_out_metrics_equal_the_per_customer_reference_on_random_lists() ->
         for r in rng.permutation(len(items)):
             rows.append((c, r + 1, int(items[r])))
     lists = pd.DataFrame(rows, columns=["customer_id", "rank", "item_id"])
-    carve = CarveOut(train=None, rows=pd.DataFrame(), gains=gains)  # type: ignore[arg-type]
+    carve = CarveOut(train=None, rows=pd.DataFrame(), gains=gains, held=None)  # type: ignore[arg-type]
     ranked = {c: g.sort_values("rank")["item_id"].tolist() for c, g in lists.groupby("customer_id")}
     for k in (1, 5, 10):
         want = np.mean([ndcg_at(ranked.get(c, []), g, k) for c, g in gains.items()])

@@ -69,12 +69,18 @@ def gram_matrix(ratings: DataFrame, item_ids: np.ndarray, max_rows: int = 200_00
 
     parts = cells.repartition(default_partitions(spark), S.CUSTOMER_ID).sortWithinPartitions(S.CUSTOMER_ID) \
         .mapInPandas(partial, "gram binary")  # type: ignore[arg-type]
-    rdd = parts.rdd.map(lambda r: np.frombuffer(r[0], "<i4").astype(np.int64))
-    if rdd.isEmpty():
-        return np.zeros((n, n))
+    triangles = parts.rdd.map(lambda r: np.frombuffer(r[0], "<i4").astype(np.int64))
+    # one pass: a tree aggregate from None (no ratings: None) instead of an emptiness check that
+    # would compute the first partition's Gram once more
+    total = triangles.treeAggregate(None, _add_or_take, _add_or_take, depth=2)
     upper = np.zeros((n, n))
-    upper[np.triu_indices(n)] = rdd.treeReduce(np.add, depth=2)
+    if total is not None:
+        upper[np.triu_indices(n)] = total
     return upper + np.triu(upper, 1).T
+
+
+def _add_or_take(acc: np.ndarray | None, part: np.ndarray | None) -> np.ndarray | None:
+    return part if acc is None else acc if part is None else acc + part
 
 
 def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
@@ -174,7 +180,7 @@ class Ease(Recommender):
             lam = ec.ease_lambda
         else:
             lam, scores = choose_lambda(data, ec)
-        ids = top_items(data.ratings, ec.ease_items)
-        nm = sparsified(ids, ease_weights(gram_matrix(data.ratings, ids), lam), ec.ease_top_k)
+        g = ItemGram.of(data.ratings, ec.ease_items)
+        nm = sparsified(g.ids, ease_weights(g.gram, lam), ec.ease_top_k)
         neighbors = neighbor_rows(data.spark, nm).localCheckpoint(eager=True)
-        return FittedEase(data, neighbors, EaseFit(lam, scores, len(ids)), rc)
+        return FittedEase(data, neighbors, EaseFit(lam, scores, len(g.ids)), rc)

@@ -170,7 +170,6 @@ def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, input
     pool = customer_sample(data.ratings, cs.lift_customers, cs.seed)
     carve = carve_out(pool, cs.lift_customers, cs.seed, cs.fit_holdout, cs.relevant)
     nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
-    assert carve.held is not None
     before = carve_counts(item_counts(data.ratings) if counts is None else counts, carve.held)
     cold = fit_cold(carve.train, inputs, cs, rc.threshold, before).scorer(inputs, cs, lift=1.0)
     rows = carve.rows

@@ -132,11 +132,10 @@ def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: Ne
     scores = (r_liked @ nm.csr()).tocsr()
     scores = (scores - scores.multiply(rated)).tocsr()  # the items already rated become exact zeros
     # drop the zeros and, for the hybrid, the cold items (the cold-start model ranks those)
-    rows = np.repeat(np.arange(len(cust_ids)), np.diff(scores.indptr))
     keep = scores.data != 0
     if cold is not None and n_items and len(cold.catalogue.cold_ids):
         keep &= ~np.isin(nm.item_ids, cold.catalogue.cold_ids)[scores.indices]
-    scores = _cells(scores, rows, keep)
+    scores = _cells(scores, keep)
     frame, out_c = _neighbor_rows(scores, n, cust_ids, r_liked, nm)
     frames = [frame]
     if cold is not None:
@@ -153,8 +152,7 @@ def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: Ne
         out.append(_ranked(f))
     fresh = pd.DataFrame(columns=[*frame.columns, S.RANK])
     if new is not None:
-        rows = np.repeat(np.arange(len(cust_ids)), np.diff(scores.indptr))
-        restricted = _cells(scores, rows, np.isin(nm.item_ids, new.items)[scores.indices])  # the new items' scores
+        restricted = _cells(scores, np.isin(nm.item_ids, new.items)[scores.indices])  # the new items' scores
         nf, nc = _neighbor_rows(restricted, new.k, cust_ids, r_liked, nm)
         if new.cold is not None:
             top = _cold_candidates(customers, items, ratings, new.cold, new.k, threshold)
@@ -163,9 +161,10 @@ def _score(customers: np.ndarray, items: np.ndarray, ratings: np.ndarray, nm: Ne
     return out, fresh
 
 
-def _cells(m: sparse.csr_matrix, rows: np.ndarray, keep: np.ndarray) -> sparse.csr_matrix:
-    """``m`` with only the stored cells where ``keep`` (``rows``: each stored cell's row), in linear
-    time: no arithmetic on the values, so a kept cell keeps its exact score."""
+def _cells(m: sparse.csr_matrix, keep: np.ndarray) -> sparse.csr_matrix:
+    """``m`` with only the stored cells where ``keep`` (one flag per stored cell), in linear time:
+    no arithmetic on the values, so a kept cell keeps its exact score."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     indptr = np.zeros(m.shape[0] + 1, np.int64)
     np.cumsum(np.bincount(rows[keep], minlength=m.shape[0]), out=indptr[1:])
     return sparse.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
@@ -260,7 +259,8 @@ def _because(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix, nm:
     per = np.diff(r_liked.indptr)[rows]
     pair = np.repeat(np.arange(len(rows)), per)
     first = r_liked.indptr[rows]
-    offs = np.arange(len(pair)) - np.repeat(np.cumsum(per) - per, per)
+    starts = np.cumsum(per) - per  # each pick's run of likes in the expanded arrays
+    offs = np.arange(len(pair)) - np.repeat(starts, per)
     k = r_liked.indices[np.repeat(first, per) + offs].astype(np.int64)  # int64: the sentinel below fits
     rk = r_liked.data[np.repeat(first, per) + offs]
     sim = np.asarray(nm.csr()[k, cols[pair]]).ravel()
@@ -269,7 +269,6 @@ def _because(rows: np.ndarray, cols: np.ndarray, r_liked: sparse.csr_matrix, nm:
     contrib = np.where(sim != 0, rk * sim, -np.inf)
     # each pick's likes are one contiguous run (every pick has one: its score came from them): the
     # run's largest contribution, and the smallest k among the likes that reach it - linear time
-    starts = np.cumsum(per) - per
     best = np.repeat(np.fmax.reduceat(contrib, starts), per)
     at_best = (contrib == best) | np.isnan(best)  # a run of NaN similarities: its smallest k, as a sort gives
     return np.minimum.reduceat(np.where(at_best, k, np.iinfo(np.int64).max), starts)

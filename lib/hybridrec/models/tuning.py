@@ -29,7 +29,7 @@ class CarveOut:
     train: DataFrame  # the carve-out's training ratings (customer_id, item_id, rating, timestamp)
     rows: pd.DataFrame  # the sampled customers' training rows (customer_id, item_id, rating, timestamp)
     gains: dict[int, dict[int, float]]  # their held-out relevant items
-    held: DataFrame | None = None  # every held-out rating (customer_id, item_id, rating, timestamp), any value
+    held: DataFrame  # every held-out rating (customer_id, item_id, rating, timestamp), any value
 
     @cached_property
     def _truth(self) -> pd.DataFrame:
