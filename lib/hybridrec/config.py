@@ -279,7 +279,9 @@ class SimilarityConf:
     measure: Measure = "cosine"
     max_distance: float | None = None  # keep pairs closer than this (cosine distance = 1 - cos)
     top_k: int = 50
-    block_size: int = 500  # no task holds more than block_size^2 scores
+    # no task holds more than block_size^2 scores; on the broadcast path a task's unit is block_size items.
+    # 2500: one core searched 5,000 of 50,000 items x 512-d in 1.48 s (500: 3.50 s, 1000: 1.90 s, 4000: 2.25 s)
+    block_size: int = 2500
     broadcast_max_mb: int = 1024  # vectors up to this size are broadcast to item-chunk tasks; larger: sub-block joins
     # Blend with rating-based item-item cosine: s = w * n / (n + shrinkage) * rating_cos + (1 - w) * image_sim,
     # w = rating_weight, n = the pair's co-raters; a missing side counts 0. 1 = the hybrid's neighbours:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ from hybridrec.datasets.splits import PART, TEST, TRAIN, new_items, split_rating
 from hybridrec.evaluation.harness import SLICE_ALL, SLICE_COLD, EvaluateReport, MetricContext, model_metrics, \
     relevant_truth
 from hybridrec.models.base import ModelConf
-from hybridrec.neighbors.ratingsim import RatingSimParams, blend_neighbors, rating_neighbors
+from hybridrec.neighbors.ratingsim import RatingSimParams, blend_neighbors, search_rating_neighbors
 from hybridrec.stages.evaluate import model_lists, run_evaluate, training_fit_data
 from hybridrec.testing.references import reference_blend, reference_rating_neighbors
 
@@ -53,9 +54,13 @@ def test_rating_neighbors_equal_the_reference(spark: SparkSession, max_history: 
     rows = random_ratings(3)
     params = RatingSimParams(top_k=5, min_support=min_support, max_history=max_history, chunk_rows=20,
                              broadcast_max_mb=broadcast_mb, max_cells=64)
-    got = rating_neighbors(as_df(spark, rows), params, partitions=3).toPandas()
+    found = search_rating_neighbors(as_df(spark, rows), params, partitions=3)
+    got = found.neighbors.toPandas()
     want = reference_rating_neighbors([(c, i, r, t.timestamp()) for c, i, r, t in rows], params)
     assert set(got[S.ITEM_ID]) == set(want)
+    # the broadcast path counts the rated items on its way, unless capped histories could drop one
+    capped = max_history > 0 and max(Counter(c for c, *_ in rows).values()) > max_history
+    assert found.rated_items == (len({i for _, i, _, _ in rows}) if broadcast_mb and not capped else None)
     for item, lst in want.items():
         mine = got[got[S.ITEM_ID] == item].sort_values(S.RANK)
         assert mine[S.NEIGHBOR_ID].tolist() == [j for j, _, _ in lst], item

@@ -103,7 +103,7 @@ class RatingMatrix:
         """From customers x items without duplicate cells (a row's columns in any order)."""
         x = x.tocsr()
         y = x.T.tocsr()
-        norms = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
+        norms = np.sqrt(np.bincount(x.indices, weights=x.data * x.data, minlength=len(item_ids)))
         return cls(item_ids, y, x, norms)
 
     @classmethod
@@ -275,17 +275,32 @@ def broadcast_rating_neighbors(spark: SparkSession, m: RatingMatrix, params: Rat
                                fault_stage="similarity")
 
 
+@dataclass(frozen=True)
+class RatingSearch:
+    """The rating neighbours, and the number of rated items where the search counted them on its
+    way (the broadcast path without capped histories), so that nobody scans the ratings for it again."""
+
+    neighbors: DataFrame
+    rated_items: int | None = None
+
+
 def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: int = 0) -> DataFrame:
     """(customer_id, item_id, rating, timestamp) -> (item_id, neighbor_id, similarity, support, rank):
     each item's top-K by cosine over co-raters (similarity desc, neighbour id asc), on the broadcast
     path when the ratings fit ``broadcast_max_mb``, else on the shuffle path (module docstring)."""
+    return search_rating_neighbors(ratings, params, partitions).neighbors
+
+
+def search_rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: int = 0) -> RatingSearch:
+    """:func:`rating_neighbors`, with the rated items' count where the broadcast path knows it."""
     rows = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
     spark = ratings.sparkSession
     if fits_broadcast(spark, rows.count(), params):  # a Delta table's count comes from its log
         m = collect_rating_matrix(rows)
         if params.max_history > 0 and m.customers and int(m.history_lengths().max()) > params.max_history:
             m = collect_rating_matrix(capped_history(rows, params.max_history))  # heavy raters: cap, again
-        return broadcast_rating_neighbors(spark, m, params)
+            return RatingSearch(broadcast_rating_neighbors(spark, m, params))  # capping may drop an item
+        return RatingSearch(broadcast_rating_neighbors(spark, m, params), len(m.item_ids))
     r = capped_history(rows, params.max_history).select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING)
     partials = map_customer_chunks(r, _pair_partials, PAIR_SCHEMA, partitions=partitions,
                                    max_rows=params.chunk_rows, fault_stage="similarity")
@@ -296,7 +311,7 @@ def rating_neighbors(ratings: DataFrame, params: RatingSimParams, partitions: in
     nj = norms.select(F.col(S.ITEM_ID).alias(S.NEIGHBOR_ID), F.col("_n").alias("_nj"))
     sims = pairs.join(ni, S.ITEM_ID).join(nj, S.NEIGHBOR_ID) \
         .select(S.ITEM_ID, S.NEIGHBOR_ID, (F.col(DOT) / (F.col("_ni") * F.col("_nj"))).alias(S.SIMILARITY), SUPPORT)
-    return rank_neighbors(sims, params.top_k)
+    return RatingSearch(rank_neighbors(sims, params.top_k))
 
 
 def blend_neighbors(image: DataFrame | None, rating: DataFrame, weight: float, shrinkage: float,

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from hybridrec import schemas as S
 from hybridrec.config import Config
 from hybridrec.features.vectors import item_vectors, memberships
-from hybridrec.neighbors.ratingsim import rating_neighbors
+from hybridrec.neighbors.ratingsim import search_rating_neighbors
 from hybridrec.neighbors.recipe import NeighborRecipe, poster_neighbors, recipe_neighbors
 from hybridrec.storage.tables import ensure_table, replace_rows, sql_str
 
@@ -56,9 +56,11 @@ def run_similarity(spark: SparkSession, cfg: Config) -> SimilarityReport:
         report.items, report.blocks, report.tasks = search.items, search.blocks, search.tasks
     if recipe.rating is not None:
         ratings = spark.table(ensure_table(spark, cfg.storage, S.RATINGS))
-        rating = rating_neighbors(ratings, recipe.rating)
+        found = search_rating_neighbors(ratings, recipe.rating)
+        rating = found.neighbors
         if image is None:
-            report.items = ratings.select(S.ITEM_ID).distinct().count()
+            report.items = found.rated_items if found.rated_items is not None \
+                else ratings.select(S.ITEM_ID).distinct().count()
     neighbors = recipe_neighbors(recipe, rating, image).select(
         S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY, F.col(S.RANK).cast("int").alias(S.RANK), S.SHARED_GENRES,
         F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
