@@ -68,13 +68,15 @@ def test_rating_neighbors_equal_the_reference(spark: SparkSession, max_history: 
         assert mine["support"].tolist() == [n for _, _, n in lst]
 
 
-def test_the_collected_rating_matrix_merges_customers_split_across_tasks(spark: SparkSession) -> None:
+@pytest.mark.parametrize("plain", [False, True])
+def test_the_collected_rating_matrix_merges_customers_split_across_tasks(spark: SparkSession, plain: bool) -> None:
     """Round-robin partitions split every customer's ratings over several tasks' blobs: the
-    driver's merge by customer and item id gives the matrix built from all the ratings at once."""
+    driver's merge by customer and item id gives the matrix built from all the ratings at once.
+    ``plain``: Spark's own Arrow collect (the count given, and it fits maxResultSize) - the same matrix."""
     from hybridrec.neighbors.ratingsim import RatingMatrix, collect_rating_matrix
 
     rows = random_ratings(4)
-    got = collect_rating_matrix(as_df(spark, rows).repartition(5))
+    got = collect_rating_matrix(as_df(spark, rows).repartition(5), len(rows) if plain else None)
     a = np.array([(c, i, r) for c, i, r, _ in rows])
     want = RatingMatrix.build(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2])
     assert got.customers == want.customers and (got.item_ids == want.item_ids).all()
