@@ -103,8 +103,10 @@ class SparkConf:
     # per-value record logs stay off (they would print customer data)
     log_level: str = "WARN"
     # Extra Spark settings applied only in local mode (a cluster's settings are never overridden).
+    # maxResultSize: rating similarity collects the ratings as plain Arrow columns up to 80% of it.
     conf: dict[str, str] = field(default_factory=lambda: {"spark.sql.shuffle.partitions": "8",
-                                                          "spark.driver.memory": "4g"})
+                                                          "spark.driver.memory": "4g",
+                                                          "spark.driver.maxResultSize": "2g"})
     # Extra options for the local-mode JVM (after hybridrec's own -D flags); none on a cluster.
     # Empty: `hybridrec sql` runs the quick (C1) JIT only, jobs the full JIT.
     java_options: str = ""
