@@ -19,7 +19,7 @@ from hybridrec.metrics import ranking
 from hybridrec import schemas as S
 from hybridrec.config import Config
 from hybridrec.crawl.demo import DemoCrawl
-from hybridrec.datasets.splits import PART, TEST, TRAIN, new_items, split_ratings
+from hybridrec.datasets.splits import PART, TEST, TRAIN, customer_sample, new_items, split_ratings
 from hybridrec.evaluation.harness import SLICE_ALL, SLICE_COLD, EvaluateReport, MetricContext, model_metrics, \
     relevant_truth
 from hybridrec.models.base import ModelConf
@@ -133,6 +133,24 @@ def test_temporal_split_holds_out_each_customers_latest_and_leaks_nothing(spark:
     sizes = a.groupby(S.CUSTOMER_ID).size()
     held = a[a[PART] == TEST].groupby(S.CUSTOMER_ID).size()
     assert all(held.get(c, 0) == (min(2, n - 1) if n >= 5 else 0) for c, n in sizes.items())
+
+
+@pytest.mark.parametrize("n", [0, 7, 39, 40, 100])
+def test_customer_sample_keeps_every_row_of_the_customers_with_the_smallest_hashes(spark: SparkSession,
+                                                                                    n: int) -> None:
+    """At most n customers, all of their rows and nothing else: the n of smallest (xxhash64 with the
+    seed, id) - ranked here in Python from the hashes Spark gives each id - whatever the partitioning;
+    every customer when there are n or fewer."""
+    rows = random_ratings(6, customers=40)
+    ids = sorted({c for c, *_ in rows})
+    assert len(ids) == 40
+    hashes = {r["c"]: r["h"] for r in spark.createDataFrame([(c,) for c in ids], "c long")
+              .select("c", F.xxhash64("c", F.lit(11)).alias("h")).collect()}
+    want = set(sorted(ids, key=lambda c: (hashes[c], c))[:n])
+    for parts in (1, 4):
+        got = customer_sample(as_df(spark, rows).repartition(parts), n, seed=11).toPandas()
+        assert set(got[S.CUSTOMER_ID]) == want
+        assert len(got) == sum(1 for c, *_ in rows if c in want)  # each kept customer's every row, once
 
 
 def test_spark_metrics_equal_numpy_and_spark_ranking_metrics(spark: SparkSession) -> None:

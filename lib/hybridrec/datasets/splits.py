@@ -55,9 +55,12 @@ def split_ratings(ratings: DataFrame, ec: EvaluateConf) -> DataFrame:
 
 
 def customer_sample(ratings: DataFrame, n: int, seed: int) -> DataFrame:
-    """The rows of at most ``n`` customers, a seeded sample (by a hash: the same on every run)."""
-    customers = ratings.select(S.CUSTOMER_ID).distinct()
-    if customers.count() <= n:
+    """The rows of at most ``n`` customers, a seeded sample (by a hash: the same on every run): the
+    ``n`` customers of smallest (hash, id). One pass over ``ratings`` finds the first ``n + 1`` of
+    its distinct customers - one more than ``n`` says there are more than ``n`` - instead of a
+    count of the distinct customers and then their ordering, two aggregations over every rating."""
+    order = (F.xxhash64(S.CUSTOMER_ID, F.lit(seed)), F.col(S.CUSTOMER_ID))
+    first = ratings.select(S.CUSTOMER_ID).distinct().orderBy(*order).limit(n + 1).localCheckpoint(eager=True)
+    if first.count() <= n:
         return ratings
-    keep = customers.orderBy(F.xxhash64(S.CUSTOMER_ID, F.lit(seed)), S.CUSTOMER_ID).limit(n)
-    return ratings.join(keep, S.CUSTOMER_ID, "left_semi")
+    return ratings.join(F.broadcast(first.orderBy(*order).limit(n)), S.CUSTOMER_ID, "left_semi")
