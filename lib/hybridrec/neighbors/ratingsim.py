@@ -8,8 +8,9 @@ history can be capped to its latest ``max_history`` ratings, which bounds the qu
 a heavy rater contributes (0 = no cap). Two paths compute the same neighbours:
 
 * **broadcast** (when the ratings fit ``broadcast_max_mb`` at 24 bytes a rating - both orientations,
-  what each Python worker holds - and the driver's ``spark.driver.maxResultSize``): the ratings are collected once as a sparse matrix (Arrow blobs,
-  no shuffle; histories are capped, and collected again, only when some customer has more than
+  what each Python worker holds - and the driver's ``spark.driver.maxResultSize``): the ratings are collected once as a sparse matrix
+  (Spark's own Arrow collect while the plain columns fit, else Arrow blobs of CSR bytes; no shuffle;
+  histories are capped, and collected again, only when some customer has more than
   ``max_history``) and broadcast; each task owns a range of items (split by the work their rows
   cost) and computes their rows of the Gram matrix X^T X with sparse products in chunks of bounded
   cells, divides by the norms and keeps each row's top-K - final rows, nothing shuffled. This is
