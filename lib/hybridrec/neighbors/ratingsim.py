@@ -110,11 +110,13 @@ class RatingMatrix:
 
     @classmethod
     def build(cls, customers: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> "RatingMatrix":
-        item_ids, col = np.unique(items.astype(np.int64), return_inverse=True)
-        _, row = np.unique(customers.astype(np.int64), return_inverse=True)
-        n_cust = int(row.max()) + 1 if len(row) else 0
-        return cls.from_customer_rows(item_ids, sparse.csr_matrix((ratings.astype(np.float64), (row, col)),
-                                                                  shape=(n_cust, len(item_ids))))
+        """From one rating a cell (customers in id order; a pair given twice is summed). Ids are
+        hashed and only the distinct ones sorted: 50M ratings are not sorted."""
+        col, item_ids = pd.factorize(items.astype(np.int64, copy=False), sort=True)
+        row, customers_ = pd.factorize(customers.astype(np.int64, copy=False), sort=True)
+        x = sparse.csr_matrix((ratings.astype(np.float64, copy=False), (row, col)),
+                              shape=(len(customers_), len(item_ids)))
+        return cls.from_customer_rows(np.asarray(item_ids, np.int64), x)
 
     @property
     def customers(self) -> int:
@@ -221,7 +223,7 @@ def _blob(t: pa.Table) -> pa.RecordBatch:
     """Some ratings as one row of CSR bytes over their own customers and items (hashed, not sorted)."""
     row, cust = pd.factorize(t.column(S.CUSTOMER_ID).to_numpy())
     col, items = pd.factorize(t.column(S.ITEM_ID).to_numpy())
-    x = sparse.csr_matrix((t.column(S.RATING).to_numpy().astype(np.float64), (row, col)),
+    x = sparse.csr_matrix((t.column(S.RATING).to_numpy().astype(np.float64, copy=False), (row, col)),
                           shape=(len(cust), len(items)))
     x.sum_duplicates()
     parts = {"customer_ids": np.asarray(cust, np.int64), "item_ids": np.asarray(items, np.int64),
@@ -250,12 +252,9 @@ def _plain_rating_matrix(ratings: DataFrame) -> RatingMatrix:
     """:func:`collect_rating_matrix` through Spark's Arrow collect; customers in id order, a
     (customer, item) pair given twice summed, as the blobs do."""
     table = ratings.select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toArrow()
-    row, customers = pd.factorize(table.column(S.CUSTOMER_ID).to_numpy(), sort=True)
-    col, item_ids = pd.factorize(table.column(S.ITEM_ID).to_numpy(), sort=True)
-    values = table.column(S.RATING).to_numpy().astype(np.float64)
+    columns = [table.column(c).to_numpy() for c in (S.CUSTOMER_ID, S.ITEM_ID, S.RATING)]
     del table
-    x = sparse.csr_matrix((values, (row, col)), shape=(len(customers), len(item_ids)))
-    return RatingMatrix.from_customer_rows(np.asarray(item_ids, np.int64), x)
+    return RatingMatrix.build(*columns)
 
 
 def _blob_rating_matrix(ratings: DataFrame) -> RatingMatrix:
