@@ -332,12 +332,20 @@ class EvaluateConf:
     als_regs: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     als_alphas: list[float] = field(default_factory=lambda: [1.0, 10.0, 40.0])
     als_iteration_grid: list[int] = field(default_factory=lambda: [10, 20])
+    # the smallest rating that counts as an interaction for ALS (0 = every rating); als_min_ratings:
+    # its candidates in the coordinate search (on MovieLens 100K the liked ratings alone win)
+    als_min_rating: float = 0.0
+    als_min_ratings: list[float] = field(default_factory=lambda: [0.0, 4.0])
     # ease (Steck 2019): a closed-form item-item model over the ease_items most-rated items; its
     # L2 weight is chosen from ease_lambdas on a temporal carve-out of the ratings it is fitted on
     # (ease_lambda set: that value, no tuning); ease_top_k weights kept per item for serving
     ease_items: int = 2000
     ease_lambdas: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 400.0, 800.0])
     ease_lambda: float | None = None
+    # the smallest rating that counts as an interaction (0 = every rating); null = chosen from
+    # ease_min_ratings together with lambda on the same carve-out
+    ease_min_rating: float | None = None
+    ease_min_ratings: list[float] = field(default_factory=lambda: [0.0, 4.0])
     ease_top_k: int = 500
     tune_customers: int = 2000  # customers of a carve-out scored for each tuning candidate (driver)
     seed: int = 0
@@ -359,6 +367,11 @@ class EvaluateConf:
                 any(x <= 0 for x in self.ease_lambdas) or (self.ease_lambda is not None and self.ease_lambda <= 0):
             raise UserError("config keys 'evaluate.ease_items' >= 2, 'evaluate.ease_top_k' >= 1 and "
                             "'evaluate.ease_lambdas' / 'evaluate.ease_lambda' > 0")
+        floors = [self.als_min_rating, *self.als_min_ratings, *self.ease_min_ratings,
+                  *([self.ease_min_rating] if self.ease_min_rating is not None else [])]
+        if not self.als_min_ratings or not self.ease_min_ratings or any(x < 0 for x in floors):
+            raise UserError("config keys 'evaluate.als_min_rating(s)' and 'evaluate.ease_min_rating(s)' "
+                            "need values >= 0 (0 = every rating counts)")
 
 
 @dataclass(frozen=True)

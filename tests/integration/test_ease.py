@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -36,23 +37,28 @@ def test_gram_matrix_equals_numpy(spark: SparkSession) -> None:
     np.testing.assert_allclose(gram_matrix(twice, ids, max_rows=7), x.T @ x)
 
 
-def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callable[..., Config]) -> None:
+@pytest.mark.parametrize("floor", [0.0, 4.0])
+def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callable[..., Config], floor: float) -> None:
+    """``floor``: the smallest rating that is an interaction (0: every rating; 4: the likes only,
+    the other rated items still excluded from the lists)."""
     rows = random_ratings(8, customers=40, items=18)
     ratings = as_df(spark, rows)
     lam, top_k, n = 3.0, 5, 4
     cfg = make_cfg("evaluate.ease_items=12", f"evaluate.ease_lambda={lam}", f"evaluate.ease_top_k={top_k}",
-                   "recommend.partitions=3")
+                   f"evaluate.ease_min_rating={floor}", "recommend.partitions=3")
     items = ratings.select(S.ITEM_ID).distinct().withColumn(S.GENRES, F.array(F.lit("Drama")))
     data = FitData(spark, ratings, items, lambda: None, lambda: None, lambda blocks: None)  # type: ignore[arg-type,return-value]
     got = make_model("ease", ModelConf.from_config(cfg)).fit(data).recommend(None, n).toPandas()
 
     pdf = pd.DataFrame(rows, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP])
-    counts = pdf.groupby(S.ITEM_ID)[S.CUSTOMER_ID].nunique().reset_index()
+    inter = pdf[pdf[S.RATING] >= floor]
+    assert len(inter) < len(pdf) or floor == 0
+    counts = inter.groupby(S.ITEM_ID)[S.CUSTOMER_ID].nunique().reset_index()
     ids = np.sort(counts.sort_values([S.CUSTOMER_ID, S.ITEM_ID], ascending=[False, True])[S.ITEM_ID].head(12)
                   .to_numpy())
     customers = sorted(pdf[S.CUSTOMER_ID].unique())
     x = np.zeros((len(customers), len(ids)))
-    for c, i in zip(pdf[S.CUSTOMER_ID], pdf[S.ITEM_ID]):
+    for c, i in zip(inter[S.CUSTOMER_ID], inter[S.ITEM_ID]):
         if i in ids:
             x[customers.index(c), np.searchsorted(ids, i)] = 1.0
     b = ridge_reference(x, lam)  # the model's definition, column by column
@@ -79,9 +85,10 @@ def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callabl
 
 def test_one_gram_serves_every_carve_out_of_the_same_ratings(spark: SparkSession,
                                                              make_cfg: Callable[..., Config]) -> None:
-    """The ranker tunes lambda and fits its sources on two carve-outs of different samples: their
-    training parts are the same ratings, so one Gram serves both and lambda's tuning is unchanged."""
-    from hybridrec.models.ease import ItemGram, choose_lambda
+    """The ranker fits its sources on a carve-out of another sample than EASE's tuning: their
+    training parts are the same ratings, so the Grams EASE's tuning built serve it. The choice
+    covers every (interaction threshold, lambda) pair and picks the best."""
+    from hybridrec.models.ease import ItemGram, choose_ease
     from hybridrec.models.tuning import carve_out
 
     rows = random_ratings(9, customers=60, items=20)
@@ -92,9 +99,12 @@ def test_one_gram_serves_every_carve_out_of_the_same_ratings(spark: SparkSession
     other = carve_out(ratings, 11, 5)  # another sample size and seed
     own = carve_out(ratings, ec.tune_customers, ec.seed)
     assert set(other.gains) != set(own.gains)  # really other customers sampled
-    given = ItemGram.of(other.train, ec.ease_items)
-    mine = ItemGram.of(own.train, ec.ease_items)
-    np.testing.assert_array_equal(given.ids, mine.ids)
-    np.testing.assert_array_equal(given.gram, mine.gram)
-    lam, scores = choose_lambda(data, ec, given)
-    assert (lam, scores) == choose_lambda(data, ec) and len(scores) == len(ec.ease_lambdas)
+    choice = choose_ease(data, ec)
+    assert set(choice.scores) == {(m, lam) for m in ec.ease_min_ratings for lam in ec.ease_lambdas}
+    assert choice.scores[(choice.min_rating, choice.lam)] == max(choice.scores.values())
+    for m in ec.ease_min_ratings:
+        liked = other.train.filter(F.col(S.RATING) >= m)
+        given = ItemGram.of(liked, ec.ease_items)
+        np.testing.assert_array_equal(given.ids, choice.train_grams[m].ids)
+        np.testing.assert_array_equal(given.gram, choice.train_grams[m].gram)
+    assert not np.array_equal(choice.train_grams[0.0].gram, choice.train_grams[4.0].gram)

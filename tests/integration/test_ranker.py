@@ -61,7 +61,7 @@ def test_sources_equal_numpy(spark: SparkSession, make_cfg: Callable[..., Config
                    "recommend.ranker.recent_days=7")
     rk, ec = cfg.recommend.ranker, cfg.evaluate
     recipe = NeighborRecipe.of(cfg.similarity, rating_weight=1.0)
-    src = fit_sources(data, ItemInputs.collect(data, rk.features), recipe, ec, rk, 5.0)
+    src = fit_sources(data, ItemInputs.collect(data, rk.features), recipe, ec, rk, 5.0, 0.0)
     ids = src.item_ids
     assert ids.tolist() == list(range(100, 132))
     pdf = pd.DataFrame(rows, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP])

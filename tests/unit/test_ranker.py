@@ -18,7 +18,8 @@ from hybridrec.models.scoring import NeighborMatrix
 from hybridrec.testing.references import reference_ranker_features
 
 
-def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15, ties: bool = False) -> Sources:
+def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15, ties: bool = False,
+             ease_min_rating: float = 3.0) -> Sources:
     """Random sources; with ``ties`` the similarities and EASE weights take a few values only."""
     ids = np.sort(rng.choice(np.arange(100, 400), n, replace=False)).astype(np.int64)
     a = rng.integers(0, n, 120)
@@ -43,7 +44,7 @@ def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15, ties: bool
     ease_b = rng.normal(size=(n_ease, n_ease)).astype(np.float32)
     if ties:
         ease_b = np.round(ease_b).astype(np.float32)
-    return Sources(knn, ease_pos, ease_b,
+    return Sources(knn, ease_pos, ease_b, ease_min_rating,
                    rng.normal(size=(n_ease, 3)).astype(np.float32), cosine,
                    rng.integers(0, 6, n).astype(np.float64),  # popularity: many ties at the cut
                    day0, daily, release, (rng.random((n, 4)) < 0.4).astype(np.float32),
@@ -88,10 +89,12 @@ def _check(got: Candidates, want: dict[tuple[int, int], tuple[dict[str, float], 
     assert because.tolist() == [want[pair][1] for pair in pairs]
 
 
-@pytest.mark.parametrize("seed,ties", [(0, False), (1, False), (2, False), (3, True), (4, True)])
-def test_candidates_and_features_equal_the_loop_reference(seed: int, ties: bool) -> None:
+@pytest.mark.parametrize("seed,ties,floor", [(0, False, 0.0), (1, False, 4.0), (2, False, 3.0), (3, True, 0.0),
+                                             (4, True, 4.0)])
+def test_candidates_and_features_equal_the_loop_reference(seed: int, ties: bool, floor: float) -> None:
+    """``floor``: the smallest rating EASE and PureSVD count (0 every rating, 4 the likes only)."""
     rng = np.random.default_rng(seed)
-    src = _sources(rng, ties=ties)
+    src = _sources(rng, ties=ties, ease_min_rating=floor)
     rows = _history(rng, src, customers=15)
     rk = RankerConf(candidates=4, rank_depth=6, recent_likes=2, recent_days=10, history_days=120)
     got = candidate_features(*_arrays(rows), src, rk, threshold=3.0)

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -154,3 +155,13 @@ def with_placeholders(history: DataFrame, customers: DataFrame | None) -> DataFr
         F.lit(None).cast("timestamp").alias(S.TIMESTAMP))
     return history.unionByName(absent)
 
+
+def interactions(ratings: DataFrame, min_rating: float) -> DataFrame:
+    """The ratings that count as interactions: those >= ``min_rating`` (0: every rating)."""
+    return ratings.filter(F.col(S.RATING) >= min_rating) if min_rating > 0 else ratings
+
+
+def interaction_values(ratings: np.ndarray, min_rating: float) -> np.ndarray:
+    """1 for a rating that counts as an interaction, 0 for one that does not (a rated item all
+    the same: it is excluded from the lists, it adds nothing to the scores)."""
+    return (ratings >= min_rating).astype(np.float64)

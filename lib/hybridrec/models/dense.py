@@ -2,7 +2,8 @@
 unrated kept - the popularity, ALS, random and genre-affinity recommenders.
 
 * ``popular``: most rated items in the fitted ratings (ties: smaller item id).
-* ``als``: Spark ML ALS on implicit feedback (the rating as confidence), scores = user . item factors.
+* ``als``: Spark ML ALS on implicit feedback (the rating as confidence; the ratings >=
+  ``als_min_rating`` are the interactions, 0 = every rating), scores = user . item factors.
 * ``random``: a seeded random order (a floor); ``genre_affinity``: each item scores the customer's
   share of liked ratings in the item's genres (the floor of the new-item protocol).
 
@@ -24,7 +25,7 @@ from pyspark.sql import functions as F
 from hybridrec import schemas as S
 from hybridrec.config import EvaluateConf, RecommendConf
 from hybridrec.errors import UserError
-from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
+from hybridrec.models.base import FitData, Fitted, Recommender, history_of, interactions, with_placeholders
 from hybridrec.models.topk import top_k_columns
 from hybridrec.models.tuning import CUT_OFF, carve_out, coordinate_search
 from hybridrec.runtime.batches import map_customer_chunks
@@ -120,7 +121,9 @@ def popularity_model(train: DataFrame) -> DenseModel:
 
 
 def als_model(train: DataFrame, ec: EvaluateConf) -> DenseModel:
-    """Spark ML ALS with implicit preferences (confidence 1 + alpha * rating)."""
+    """Spark ML ALS with implicit preferences (confidence 1 + alpha * rating) over the ratings >=
+    ``ec.als_min_rating``."""
+    train = interactions(train, ec.als_min_rating)
     bounds = train.agg(F.max(S.CUSTOMER_ID), F.max(S.ITEM_ID), F.min(S.CUSTOMER_ID), F.min(S.ITEM_ID)).first()
     if bounds is not None and any(v is not None and abs(int(v)) >= 2**31 for v in bounds):
         raise UserError("evaluate model als: customer or item ids exceed ALS's 32-bit integer ids; "
@@ -202,7 +205,7 @@ class Popular(_Dense):
 
 
 def tuned_als(data: FitData, ec: EvaluateConf) -> tuple[EvaluateConf, dict[str, float]]:
-    """ALS's rank, regularisation, alpha and iterations chosen on a temporal carve-out of the
+    """ALS's interaction threshold, rank, regularisation, alpha and iterations chosen on a temporal carve-out of the
     fitted ratings by coordinate search (:mod:`hybridrec.models.tuning`): each candidate is fitted
     on the carve-out's training part and its lists for the sampled customers scored on the driver."""
     carve = carve_out(data.ratings, ec.tune_customers, ec.seed)
@@ -217,9 +220,9 @@ def tuned_als(data: FitData, ec: EvaluateConf) -> tuple[EvaluateConf, dict[str, 
         model = DenseModel(model.item_ids, model.item_factors, model.user_ids[keep], model.user_factors[keep])
         return carve.ndcg(dense_top_n(customers, items, model, CUT_OFF))
 
-    start: dict[str, object] = {"als_rank": ec.als_rank, "als_reg": ec.als_reg, "als_alpha": ec.als_alpha,
-             "als_iterations": ec.als_iterations}
-    grid: dict[str, Sequence[object]] = {"als_rank": ec.als_ranks, "als_reg": ec.als_regs, "als_alpha": ec.als_alphas,
+    start: dict[str, object] = {"als_min_rating": ec.als_min_rating, "als_rank": ec.als_rank, "als_reg": ec.als_reg,
+                                "als_alpha": ec.als_alpha, "als_iterations": ec.als_iterations}
+    grid: dict[str, Sequence[object]] = {"als_min_rating": ec.als_min_ratings, "als_rank": ec.als_ranks, "als_reg": ec.als_regs, "als_alpha": ec.als_alphas,
             "als_iterations": ec.als_iteration_grid}
     best, scores = coordinate_search(start, grid, score)
     return replace(ec, **best), scores  # type: ignore[arg-type]
@@ -246,7 +249,7 @@ class Als(_Dense):
         if ec.als_tune:
             ec, scores = tuned_als(data, ec)
             how = f"chosen on a temporal carve-out from {len(scores)} candidates, best nDCG@10 {max(scores.values()):.4f}"
-        settings = f"rank {ec.als_rank}, reg {ec.als_reg:g}, alpha {ec.als_alpha:g}, {ec.als_iterations} iterations ({how})"
+        settings = f"interactions = ratings >= {ec.als_min_rating:g}, rank {ec.als_rank}, reg {ec.als_reg:g}, alpha {ec.als_alpha:g}, {ec.als_iterations} iterations ({how})"
         return FittedAls(data, als_model(data.ratings, ec), rc, settings)
 
 

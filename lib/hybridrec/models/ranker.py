@@ -34,9 +34,9 @@ from scipy import sparse
 from hybridrec import schemas as S
 from hybridrec.config import POSTER_RANK_FEATURES, RANK_FEATURES, EvaluateConf, RankerConf, RecommendConf
 from hybridrec.errors import UserError
-from hybridrec.models.base import FitData, Fitted, Recommender, history_of, with_placeholders
+from hybridrec.models.base import FitData, Fitted, Recommender, history_of, interactions, with_placeholders
 from hybridrec.models.coldstart import centred_unit
-from hybridrec.models.ease import ItemGram, choose_lambda, ease_weights
+from hybridrec.models.ease import ItemGram, choose_ease, ease_weights
 from hybridrec.models.neighborhood import ItemKnn
 from hybridrec.models.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, NeighborMatrix
 from hybridrec.models.topk import top_k_columns
@@ -58,8 +58,9 @@ class Sources:
     knn: NeighborMatrix  # rating-cosine neighbours k -> j; its item_ids are the catalogue
     ease_pos: np.ndarray  # (N,) catalogue positions of EASE's items
     ease_b: np.ndarray  # (N, N) EASE weights
+    ease_min_rating: float  # the ratings EASE and PureSVD count as interactions: >= this (0: all)
     svd_v: np.ndarray  # (N, f) PureSVD item factors (unit columns)
-    cosine: np.ndarray  # (N, N) co-rating cosine of EASE's items (from the same Gram matrix), 0 on the diagonal
+    cosine: np.ndarray  # (N, N) co-interaction cosine of EASE's items (the same Gram matrix), 0 on the diagonal
     popularity: np.ndarray  # (I,) ratings per item
     day0: int  # the first day (since the epoch) of ``daily``
     daily: np.ndarray  # (D + 1, I) cumulative ratings per item: row d = ratings on days < day0 + d
@@ -130,11 +131,12 @@ class ItemInputs:
 
 
 def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: EvaluateConf, rk: RankerConf,
-                lam: float, item_gram: ItemGram | None = None) -> Sources:
+                lam: float, min_rating: float, item_gram: ItemGram | None = None) -> Sources:
     """The sources fitted on ``data.ratings``: its rating neighbours (the stored ones when the
-    recipe is item_knn's), EASE over the ``ease_items`` most-rated items with ``lam``, PureSVD from
-    the same Gram matrix (``item_gram``: those ratings' own, when the caller has it), the per-item
-    daily counts, and the item features over the catalogue."""
+    recipe is item_knn's), EASE over the ``ease_items`` most-rated items with ``lam`` and the
+    ratings >= ``min_rating`` as interactions, PureSVD from the same Gram matrix (``item_gram``:
+    those ratings' own, when the caller has it), the per-item daily counts, and the item features
+    over the catalogue."""
     ratings = data.ratings
     knn_pairs = cast(pd.DataFrame, data.neighbors(recipe).select(S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY).toPandas())
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID, F.datediff(F.col(S.TIMESTAMP), F.lit("1970-01-01"))
@@ -151,12 +153,12 @@ def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: E
     popularity = np.bincount(cols, weights=n_day, minlength=n).astype(np.float64)
     days = counts["_day"].fillna(-1).to_numpy(np.int64)
     day0, daily = daily_counts(days, cols, n, rk.history_days, n_day)
-    g = item_gram if item_gram is not None else ItemGram.of(ratings, ec.ease_items)
+    g = item_gram if item_gram is not None else ItemGram.of(interactions(ratings, min_rating), ec.ease_items)
     ease_ids, gram = g.ids, g.gram
     ease_b = ease_weights(gram, lam).astype(np.float32)
     w, v = np.linalg.eigh(gram)
     svd_v = v[:, np.argsort(-w)[:min(rk.factors, len(w))]].astype(np.float32)
-    return Sources(knn, np.searchsorted(ids, ease_ids), ease_b, svd_v, gram_cosine(gram), popularity, day0, daily,
+    return Sources(knn, np.searchsorted(ids, ease_ids), ease_b, min_rating, svd_v, gram_cosine(gram), popularity, day0, daily,
                    *item_features(ids, inputs))
 
 
@@ -299,10 +301,13 @@ def _chunk_features(h: History, src: Sources, rk: RankerConf, threshold: float,
     # ease / svd: dense over EASE's items only; a customer with none of them has no evidence there
     epos = np.full(n, -1, np.int64)  # catalogue position -> EASE index (-1: not an EASE item)
     epos[src.ease_pos] = np.arange(len(src.ease_pos))
-    xe = np.zeros((m, len(src.ease_pos)), np.float32)
+    xe = np.zeros((m, len(src.ease_pos)), np.float32)  # the interactions (ratings >= ease_min_rating)
+    rated_e = np.zeros((m, len(src.ease_pos)), bool)  # every rated EASE item, interaction or not
     er = epos[c] >= 0
-    xe[r[er], epos[c[er]]] = 1.0
-    blocked = (xe > 0) | (xe.sum(1) == 0)[:, None]
+    rated_e[r[er], epos[c[er]]] = True
+    ei = er & (h.rating >= src.ease_min_rating)
+    xe[r[ei], epos[c[ei]]] = 1.0
+    blocked = rated_e | (xe.sum(1) == 0)[:, None]
     ease = np.where(blocked, -np.inf, xe @ src.ease_b)
     svd = np.where(blocked, -np.inf, (xe @ src.svd_v) @ src.svd_v.T)
     ease_r, svd_r = top_ranks(ease, depth), top_ranks(svd, depth)
@@ -620,18 +625,18 @@ class Ranked(Recommender):
         recipe = ItemKnn(self.conf).recipe()  # the knn source is item_knn's neighbours
         inputs = ItemInputs.collect(data, rk.features)
         carve = carve_out(data.ratings, rk.fit_customers, rk.seed, relevant=RELEVANT)
-        # one Gram of the carve-out's training part serves lambda's tuning and the ranker's sources:
-        # every carve-out of these ratings has the same training part
-        train_gram = ItemGram.of(carve.train, ec.ease_items)
-        lam = ec.ease_lambda if ec.ease_lambda is not None else choose_lambda(data, ec, train_gram)[0]
-        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam, train_gram)
+        # the Gram of the carve-out's training part that EASE's tuning built serves the ranker's
+        # carve-out sources: every carve-out of these ratings has the same training part
+        ease = choose_ease(data, ec)
+        lam, floor = ease.lam, ease.min_rating
+        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam, floor, ease.train_gram)
         rows = carve.rows
         cands = candidate_features(*_batch_arrays(rows), carve_src, rk, rc.threshold)
         fit = fit_ranker(cands, labels(cands, carve.gains), rk)
-        sources = fit_sources(data, inputs, recipe, ec, rk, lam)
+        sources = fit_sources(data, inputs, recipe, ec, rk, lam, floor)
         posters = "without the poster features" if not set(POSTER_RANK_FEATURES) & set(rk.features) else \
             "with the poster features"
-        notes = [f"ranked: candidates = top {rk.candidates} of item_knn, ease (lambda {lam:g}, "
+        notes = [f"ranked: candidates = top {rk.candidates} of item_knn, ease (lambda {lam:g}, ratings >= {floor:g}, "
                  f"{len(sources.ease_pos)} items), svd ({sources.svd_v.shape[1]} factors), popularity; "
                  f"{len(rk.features)} features, {posters}"]
         return FittedRanked(data, sources, fit, rc, notes)

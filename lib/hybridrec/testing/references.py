@@ -153,7 +153,8 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
         ref = max(t for _, _, t in known) // 86400 if known else -1
         likes = [k for k in known if k[1] > threshold]
         open_items = [i for i in ids if i not in seen]
-        rated_e = [epos[i] for i in seen if i in epos]
+        # EASE and PureSVD sum over the interactions (ratings >= ease_min_rating); every rated item is excluded
+        rated_e = [epos[item] for item, rating, _ in known if item in epos and rating >= src.ease_min_rating]
         score: dict[str, dict[int, float]] = {"knn": {}, "ease": {}, "svd": {}, "popularity": {}}
         for j in open_items:
             s = sum(rating * knn[pos[item], pos[j]] for item, rating, _ in likes)
