@@ -153,6 +153,23 @@ def test_customer_sample_keeps_every_row_of_the_customers_with_the_smallest_hash
         assert len(got) == sum(1 for c, *_ in rows if c in want)  # each kept customer's every row, once
 
 
+def test_the_hybrids_shared_pool_gives_each_fit_its_own_sample(spark: SparkSession) -> None:
+    """The hybrid samples its customers once, for the larger of its two fits: each fit's sample of
+    that pool is exactly its sample of every rating (the n smallest hashes of the larger sample)."""
+    from hybridrec.config import ColdStartConf
+    from hybridrec.models.hybrid import sample_pool
+
+    ratings = as_df(spark, random_ratings(6, customers=40)).repartition(3)
+    cs = ColdStartConf(lift_customers=9, fit_customers=23, seed=5)
+    pool = sample_pool(ratings, cs)
+    assert pool.select(S.CUSTOMER_ID).distinct().count() == 23
+    for n in (cs.lift_customers, cs.fit_customers):
+        direct = customer_sample(ratings, n, cs.seed).toPandas().sort_values([S.CUSTOMER_ID, S.ITEM_ID, S.TIMESTAMP]).reset_index(drop=True)
+        shared = customer_sample(pool, n, cs.seed).toPandas().sort_values([S.CUSTOMER_ID, S.ITEM_ID, S.TIMESTAMP]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(shared, direct)
+    assert sample_pool(ratings, ColdStartConf(lift_customers=5, fit_customers=40, seed=5)) is ratings  # all
+
+
 def test_spark_metrics_equal_numpy_and_spark_ranking_metrics(spark: SparkSession) -> None:
     from pyspark.mllib.evaluation import RankingMetrics
 

@@ -91,12 +91,22 @@ def item_counts(ratings: DataFrame) -> dict[int, int]:
     return dict(zip(counts[S.ITEM_ID].astype(np.int64).tolist(), counts["count"].astype(np.int64).tolist()))
 
 
+def sample_pool(ratings: DataFrame, cs: ColdStartConf) -> DataFrame:
+    """Every rating of the customers that the hybrid's two fits sample (``lift_customers`` and
+    ``fit_customers``, the same seed), materialised once: :func:`customer_sample` keeps the n
+    customers of smallest hash, so each fit's sample of this pool is its sample of ``ratings``,
+    and the fits read every rating once instead of twice."""
+    pool = customer_sample(ratings, max(cs.lift_customers, cs.fit_customers), cs.seed)
+    return pool if pool is ratings else pool.localCheckpoint(eager=True)
+
+
 def fit_cold(ratings: DataFrame, inputs: ColdInputs, cs: ColdStartConf, threshold: float,
-             counts: dict[int, int] | None = None) -> ColdFit:
+             counts: dict[int, int] | None = None, pool: DataFrame | None = None) -> ColdFit:
     """The cold-start model fitted on a carve-out of ``ratings`` (a seeded sample of at most
     ``fit_customers`` customers; nothing but these ratings is read). ``counts``: the ratings per
-    item that decide which items are cold (default: ``ratings``' own, :func:`item_counts`)."""
-    fit_rows = cast(pd.DataFrame, customer_sample(ratings, cs.fit_customers, cs.seed)
+    item that decide which items are cold (default: ``ratings``' own, :func:`item_counts`).
+    ``pool``: :func:`sample_pool` of ``ratings``, when the caller has it (the same sample)."""
+    fit_rows = cast(pd.DataFrame, customer_sample(ratings if pool is None else pool, cs.fit_customers, cs.seed)
                     .select(S.CUSTOMER_ID, S.ITEM_ID, S.RATING).toPandas())
     mapping = MapParams.configured(cs)
     model = fit_cold_model(fit_rows, inputs.arrays, inputs.vec_ids, inputs.vectors, features=cs.features,
@@ -149,7 +159,7 @@ def carve_counts(counts: dict[int, int], held: DataFrame) -> dict[int, int]:
 
 
 def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, inputs: ColdInputs,
-                 counts: dict[int, int] | None = None) -> LiftChoice:
+                 counts: dict[int, int] | None = None, pool: DataFrame | None = None) -> LiftChoice:
     """Choose ``min_lift`` from ``cold_start.lift_grid`` on a temporal carve-out of ``data.ratings``
     (of at most ``lift_customers`` sampled customers): each one's latest ``fit_holdout`` share is
     held out, the hybrid (neighbours and cold model refitted on the rest) scores the sampled
@@ -161,14 +171,15 @@ def fit_min_lift(data: FitData, recipe: NeighborRecipe, rc: RecommendConf, input
     held-out ones, counted over every customer (``counts``: ``data.ratings``' per item, computed
     when not given), not over the sample: the sample's own counts would make almost every item
     cold once the customers are many times ``lift_customers``, which is neither what serving
-    sees nor cheap to score. The warm side's neighbours come from the sample alone, so an item
+    sees nor cheap to score. ``pool``: :func:`sample_pool` of ``data.ratings``, when the caller
+    has it (the same sample). The warm side's neighbours come from the sample alone, so an item
     with enough ratings overall but none among the sample's training ratings is ranked by neither
     side in the carve-out: the same for every lift, so it lowers every candidate's nDCG alike."""
     cs = rc.cold_start
     # a seeded sample of customers: the carve-out's neighbours are recomputed from these alone, so
     # tuning never repeats the similarity stage's full computation (all of them when there are fewer)
-    pool = customer_sample(data.ratings, cs.lift_customers, cs.seed)
-    carve = carve_out(pool, cs.lift_customers, cs.seed, cs.fit_holdout, cs.relevant)
+    sample = customer_sample(data.ratings if pool is None else pool, cs.lift_customers, cs.seed)
+    carve = carve_out(sample, cs.lift_customers, cs.seed, cs.fit_holdout, cs.relevant)
     nm = neighbor_matrix(data.on(carve.train).neighbors(recipe))
     before = carve_counts(item_counts(data.ratings) if counts is None else counts, carve.held)
     cold = fit_cold(carve.train, inputs, cs, rc.threshold, before).scorer(inputs, cs, lift=1.0)
@@ -223,11 +234,12 @@ class Hybrid(Recommender):
         laps = Laps()
         inputs = ColdInputs.collect(data.items, data.embeddings())
         counts = item_counts(data.ratings)
-        laps.lap("item metadata, vectors and rating counts")
-        choice = fit_min_lift(data, recipe, rc, inputs, counts) if cs.min_lift is None else None
+        pool = sample_pool(data.ratings, cs)
+        laps.lap("item metadata, vectors, rating counts and the customer sample")
+        choice = fit_min_lift(data, recipe, rc, inputs, counts, pool) if cs.min_lift is None else None
         laps.lap("min_lift carve-out")
         lift = choice.lift if choice else cs.min_lift
         assert lift is not None
-        cold = fit_cold(data.ratings, inputs, cs, rc.threshold, counts)
+        cold = fit_cold(data.ratings, inputs, cs, rc.threshold, counts, pool)
         laps.lap("cold-start fit")
         return FittedHybrid(data, data.neighbors(recipe), rc, inputs, cold, lift, choice, laps.seconds)
