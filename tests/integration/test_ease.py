@@ -53,7 +53,7 @@ def test_ease_lists_equal_the_numpy_model(spark: SparkSession, make_cfg: Callabl
     pdf = pd.DataFrame(rows, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP])
     inter = pdf[pdf[S.RATING] >= floor]
     assert len(inter) < len(pdf) or floor == 0
-    counts = inter.groupby(S.ITEM_ID)[S.CUSTOMER_ID].nunique().reset_index()
+    counts = pdf.groupby(S.ITEM_ID)[S.CUSTOMER_ID].nunique().reset_index()  # the most rated, by every rating
     ids = np.sort(counts.sort_values([S.CUSTOMER_ID, S.ITEM_ID], ascending=[False, True])[S.ITEM_ID].head(12)
                   .to_numpy())
     customers = sorted(pdf[S.CUSTOMER_ID].unique())
@@ -103,8 +103,7 @@ def test_one_gram_serves_every_carve_out_of_the_same_ratings(spark: SparkSession
     assert set(choice.scores) == {(m, lam) for m in ec.ease_min_ratings for lam in ec.ease_lambdas}
     assert choice.scores[(choice.min_rating, choice.lam)] == max(choice.scores.values())
     for m in ec.ease_min_ratings:
-        liked = other.train.filter(F.col(S.RATING) >= m)
-        given = ItemGram.of(liked, ec.ease_items)
+        given = ItemGram.of(other.train, ec.ease_items, m)
         np.testing.assert_array_equal(given.ids, choice.train_grams[m].ids)
         np.testing.assert_array_equal(given.gram, choice.train_grams[m].gram)
     assert not np.array_equal(choice.train_grams[0.0].gram, choice.train_grams[4.0].gram)

@@ -2,7 +2,7 @@
 item-item model, and a tuned baseline as strong as any a user would pick instead.
 
     G = X^T X (binary customer x item interactions - ratings >= ``ease_min_rating``, 0 = every
-               rating - over the ``ease_items`` most-rated items)
+               rating - over the ``ease_items`` most-rated items, counting every rating)
     P = (G + lambda I)^-1,   B = I - P / diag(P)   (so diag(B) = 0)
     score(u, j) = sum over the customer's items k of B[k, j]
 
@@ -131,15 +131,20 @@ class EaseFit:
 
 @dataclass(frozen=True)
 class ItemGram:
-    """Some ratings' ``n`` most-rated items (sorted ids) and their Gram matrix X^T X."""
+    """Some ratings' ``n`` most-rated items (sorted ids; by every rating, whatever counts as an
+    interaction) and the Gram matrix X^T X of their interactions (ratings >= ``min_rating``)."""
 
     ids: np.ndarray
     gram: np.ndarray
 
     @staticmethod
-    def of(ratings: DataFrame, n: int) -> "ItemGram":
-        ids = top_items(ratings, n)
-        return ItemGram(ids, gram_matrix(ratings, ids))
+    def of(ratings: DataFrame, n: int, min_rating: float = 0.0) -> "ItemGram":
+        return ItemGram.over(ratings, top_items(ratings, n), min_rating)
+
+    @staticmethod
+    def over(ratings: DataFrame, ids: np.ndarray, min_rating: float = 0.0) -> "ItemGram":
+        """The Gram matrix of the interactions in ``ratings`` over the given items."""
+        return ItemGram(ids, gram_matrix(interactions(ratings, min_rating), ids))
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,8 @@ def choose_ease(data: FitData, ec: EvaluateConf) -> EaseChoice:
     carve = carve_out(data.ratings, ec.tune_customers, ec.seed)
     floors = [ec.ease_min_rating] if ec.ease_min_rating is not None else list(dict.fromkeys(ec.ease_min_ratings))
     lams = [ec.ease_lambda] if ec.ease_lambda is not None else ec.ease_lambdas
-    grams = {m: ItemGram.of(interactions(carve.train, m), ec.ease_items) for m in floors}
+    ids = top_items(carve.train, ec.ease_items)
+    grams = {m: ItemGram.over(carve.train, ids, m) for m in floors}
     if len(floors) * len(lams) == 1:
         return EaseChoice(lams[0], floors[0], {}, grams)
     rows = carve.rows
@@ -211,7 +217,7 @@ class Ease(Recommender):
         if lam is None or m is None:
             choice = choose_ease(data, ec)
             lam, m, scores = choice.lam, choice.min_rating, choice.scores
-        g = ItemGram.of(interactions(data.ratings, m), ec.ease_items)
+        g = ItemGram.of(data.ratings, ec.ease_items, m)
         nm = sparsified(g.ids, ease_weights(g.gram, lam), ec.ease_top_k)
         neighbors = neighbor_rows(data.spark, nm).localCheckpoint(eager=True)
         return FittedEase(data, neighbors, EaseFit(lam, m, scores, len(g.ids)), rc)

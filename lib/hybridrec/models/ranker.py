@@ -58,9 +58,9 @@ class Sources:
     knn: NeighborMatrix  # rating-cosine neighbours k -> j; its item_ids are the catalogue
     ease_pos: np.ndarray  # (N,) catalogue positions of EASE's items
     ease_b: np.ndarray  # (N, N) EASE weights
-    ease_min_rating: float  # the ratings EASE and PureSVD count as interactions: >= this (0: all)
-    svd_v: np.ndarray  # (N, f) PureSVD item factors (unit columns)
-    cosine: np.ndarray  # (N, N) co-interaction cosine of EASE's items (the same Gram matrix), 0 on the diagonal
+    ease_min_rating: float  # the ratings EASE counts as interactions: >= this (0: all)
+    svd_v: np.ndarray  # (N, f) PureSVD item factors (unit columns) of every rating's Gram matrix
+    cosine: np.ndarray  # (N, N) co-rating cosine of EASE's items (every rating's Gram), 0 on the diagonal
     popularity: np.ndarray  # (I,) ratings per item
     day0: int  # the first day (since the epoch) of ``daily``
     daily: np.ndarray  # (D + 1, I) cumulative ratings per item: row d = ratings on days < day0 + d
@@ -131,12 +131,13 @@ class ItemInputs:
 
 
 def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: EvaluateConf, rk: RankerConf,
-                lam: float, min_rating: float, item_gram: ItemGram | None = None) -> Sources:
+                lam: float, min_rating: float, grams: tuple[ItemGram, ItemGram] | None = None) -> Sources:
     """The sources fitted on ``data.ratings``: its rating neighbours (the stored ones when the
     recipe is item_knn's), EASE over the ``ease_items`` most-rated items with ``lam`` and the
-    ratings >= ``min_rating`` as interactions, PureSVD from the same Gram matrix (``item_gram``:
-    those ratings' own, when the caller has it), the per-item daily counts, and the item features
-    over the catalogue."""
+    ratings >= ``min_rating`` as interactions, PureSVD and the co-rating cosine from every
+    rating's Gram matrix over the same items (``grams``: (EASE's, every rating's) of those
+    ratings, when the caller has them), the per-item daily counts, and the item features over the
+    catalogue."""
     ratings = data.ratings
     knn_pairs = cast(pd.DataFrame, data.neighbors(recipe).select(S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY).toPandas())
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID, F.datediff(F.col(S.TIMESTAMP), F.lit("1970-01-01"))
@@ -153,12 +154,16 @@ def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: E
     popularity = np.bincount(cols, weights=n_day, minlength=n).astype(np.float64)
     days = counts["_day"].fillna(-1).to_numpy(np.int64)
     day0, daily = daily_counts(days, cols, n, rk.history_days, n_day)
-    g = item_gram if item_gram is not None else ItemGram.of(interactions(ratings, min_rating), ec.ease_items)
-    ease_ids, gram = g.ids, g.gram
-    ease_b = ease_weights(gram, lam).astype(np.float32)
-    w, v = np.linalg.eigh(gram)
+    if grams is None:
+        every = ItemGram.of(ratings, ec.ease_items)
+        grams = (every if min_rating <= 0 else ItemGram.over(ratings, every.ids, min_rating), every)
+    like, every = grams
+    assert np.array_equal(like.ids, every.ids), "EASE's and every rating's Gram matrices over the same items"
+    ease_b = ease_weights(like.gram, lam).astype(np.float32)
+    w, v = np.linalg.eigh(every.gram)
     svd_v = v[:, np.argsort(-w)[:min(rk.factors, len(w))]].astype(np.float32)
-    return Sources(knn, np.searchsorted(ids, ease_ids), ease_b, min_rating, svd_v, gram_cosine(gram), popularity, day0, daily,
+    return Sources(knn, np.searchsorted(ids, every.ids), ease_b, min_rating, svd_v, gram_cosine(every.gram),
+                   popularity, day0, daily,
                    *item_features(ids, inputs))
 
 
@@ -301,15 +306,15 @@ def _chunk_features(h: History, src: Sources, rk: RankerConf, threshold: float,
     # ease / svd: dense over EASE's items only; a customer with none of them has no evidence there
     epos = np.full(n, -1, np.int64)  # catalogue position -> EASE index (-1: not an EASE item)
     epos[src.ease_pos] = np.arange(len(src.ease_pos))
-    xe = np.zeros((m, len(src.ease_pos)), np.float32)  # the interactions (ratings >= ease_min_rating)
-    rated_e = np.zeros((m, len(src.ease_pos)), bool)  # every rated EASE item, interaction or not
+    xa = np.zeros((m, len(src.ease_pos)), np.float32)  # every rated EASE item (PureSVD's input)
+    xe = np.zeros((m, len(src.ease_pos)), np.float32)  # EASE's interactions (ratings >= ease_min_rating)
     er = epos[c] >= 0
-    rated_e[r[er], epos[c[er]]] = True
+    xa[r[er], epos[c[er]]] = 1.0
     ei = er & (h.rating >= src.ease_min_rating)
     xe[r[ei], epos[c[ei]]] = 1.0
-    blocked = rated_e | (xe.sum(1) == 0)[:, None]
-    ease = np.where(blocked, -np.inf, xe @ src.ease_b)
-    svd = np.where(blocked, -np.inf, (xe @ src.svd_v) @ src.svd_v.T)
+    rated_e = xa > 0
+    ease = np.where(rated_e | (xe.sum(1) == 0)[:, None], -np.inf, xe @ src.ease_b)
+    svd = np.where(rated_e | (xa.sum(1) == 0)[:, None], -np.inf, (xa @ src.svd_v) @ src.svd_v.T)
     ease_r, svd_r = top_ranks(ease, depth), top_ranks(svd, depth)
     # the candidates: each source's top among the allowed items
     if allowed is None:
@@ -625,11 +630,12 @@ class Ranked(Recommender):
         recipe = ItemKnn(self.conf).recipe()  # the knn source is item_knn's neighbours
         inputs = ItemInputs.collect(data, rk.features)
         carve = carve_out(data.ratings, rk.fit_customers, rk.seed, relevant=RELEVANT)
-        # the Gram of the carve-out's training part that EASE's tuning built serves the ranker's
+        # the Grams of the carve-out's training part that EASE's tuning built serve the ranker's
         # carve-out sources: every carve-out of these ratings has the same training part
         ease = choose_ease(data, ec)
         lam, floor = ease.lam, ease.min_rating
-        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam, floor, ease.train_gram)
+        every = ease.train_grams.get(0.0) or ItemGram.over(carve.train, ease.train_gram.ids)
+        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam, floor, (ease.train_gram, every))
         rows = carve.rows
         cands = candidate_features(*_batch_arrays(rows), carve_src, rk, rc.threshold)
         fit = fit_ranker(cands, labels(cands, carve.gains), rk)

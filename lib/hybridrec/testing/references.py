@@ -153,15 +153,18 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
         ref = max(t for _, _, t in known) // 86400 if known else -1
         likes = [k for k in known if k[1] > threshold]
         open_items = [i for i in ids if i not in seen]
-        # EASE and PureSVD sum over the interactions (ratings >= ease_min_rating); every rated item is excluded
-        rated_e = [epos[item] for item, rating, _ in known if item in epos and rating >= src.ease_min_rating]
+        # EASE sums over its interactions (ratings >= ease_min_rating), PureSVD over every rated
+        # item; every rated item is excluded
+        rated_e = [epos[item] for item, _, _ in known if item in epos]
+        liked_e = [epos[item] for item, rating, _ in known if item in epos and rating >= src.ease_min_rating]
         score: dict[str, dict[int, float]] = {"knn": {}, "ease": {}, "svd": {}, "popularity": {}}
         for j in open_items:
             s = sum(rating * knn[pos[item], pos[j]] for item, rating, _ in likes)
             if s != 0:
                 score["knn"][j] = s
+            if j in epos and liked_e:
+                score["ease"][j] = float(sum(src.ease_b[e, epos[j]] for e in liked_e))
             if j in epos and rated_e:
-                score["ease"][j] = float(sum(src.ease_b[e, epos[j]] for e in rated_e))
                 score["svd"][j] = float(sum(sum(src.svd_v[e, f] for e in rated_e) * src.svd_v[epos[j], f]
                                             for f in range(src.svd_v.shape[1])))
             score["popularity"][j] = float(src.popularity[pos[j]])
