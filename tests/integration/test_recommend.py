@@ -40,6 +40,8 @@ def test_spark_recommendations_equal_the_pseudocode(spark: SparkSession, make_cf
     report = run_recommend(spark, cfg)
     got = spark.table(cfg.table(S.RECOMMENDATIONS)).filter("run_id = 'r1'").toPandas()
     assert report.customers == len(R) and report.rows == len(got)
+    fallback = [c for c in R if not paper_top_recommendations(c, R, 4, NN, 3.0)]
+    assert fallback and report.fallback_customers == len(fallback)
     for c in R:
         mine = got[got["customer_id"] == c].sort_values("rank")
         want = paper_top_recommendations(c, R, 4, NN, 3.0)

@@ -107,10 +107,13 @@ def run_recommend(spark: SparkSession, cfg: Config) -> RecommendReport:
         else fitted.recommend(None, rc.top_n).withColumn(LIST, F.lit(LIST_MAIN))
     both = both.select(*[F.col(c) for c in OUTPUT_COLUMNS], LIST, F.lit(cfg.run_id).alias(S.RUN_ID)).persist()
     recs = both.filter(F.col(LIST) == LIST_MAIN).drop(LIST)
-    # one pass over the persisted lists for every figure of the report (it also fills the cache)
+    # one pass over the persisted lists for every figure of the report (it also fills the cache):
+    # every list has exactly one rank 1, and a fallback list is wholly fallback, so the customers
+    # are counted at rank 1 - plain counts, with no distinct aggregation's shuffle of every row
+    first = F.col(S.RANK) == 1
     counts = both.groupBy(LIST).agg(
-        F.count(F.lit(1)).alias("rows"), F.countDistinct(S.CUSTOMER_ID).alias("customers"),
-        F.countDistinct(F.when(F.col(S.SOURCE).startswith("fallback"), F.col(S.CUSTOMER_ID))).alias("fallback"),
+        F.count(F.lit(1)).alias("rows"), F.count(F.when(first, 1)).alias("customers"),
+        F.count(F.when(first & F.col(S.SOURCE).startswith("fallback"), 1)).alias("fallback"),
         F.count(F.when(F.col(S.SOURCE) == SOURCE_COLD_START, 1)).alias("cold")).collect()
     by_list = {r[LIST]: r for r in counts}
     main = by_list.get(LIST_MAIN)
