@@ -55,7 +55,8 @@ ModelName = Literal["popular", "item_knn", "als", "ease", "visual", "paper", "pa
 # the ranked model's features (hybridrec.models.ranker): CF scores and ranks, item popularity, its
 # trend and age, genre affinity, similarity to the latest likes; predicted_affinity (the classifier's
 # genres) and poster_sim (CNN embeddings) are the ones that come from the posters
-RankFeature = Literal["knn", "knn_rank", "ease", "ease_rank", "svd", "svd_rank", "popularity", "recent", "trend",
+RankFeature = Literal["knn", "knn_rank", "ease", "ease_rank", "svd", "svd_rank", "popularity", "like_share",
+                      "recent", "trend",
                       "age", "genre_affinity", "predicted_affinity", "recent_sim_max", "recent_sim_mean",
                       "poster_sim", "history"]
 RANK_FEATURES: tuple[str, ...] = typing.get_args(RankFeature)

@@ -61,11 +61,14 @@ def test_sources_equal_numpy(spark: SparkSession, make_cfg: Callable[..., Config
                    "recommend.ranker.recent_days=7")
     rk, ec = cfg.recommend.ranker, cfg.evaluate
     recipe = NeighborRecipe.of(cfg.similarity, rating_weight=1.0)
-    src = fit_sources(data, ItemInputs.collect(data, rk.features), recipe, ec, rk, 5.0, 0.0)
+    src = fit_sources(data, ItemInputs.collect(data, rk.features), recipe, ec, rk, 5.0, 0.0, 3.0)
     ids = src.item_ids
     assert ids.tolist() == list(range(100, 132))
     pdf = pd.DataFrame(rows, columns=[S.CUSTOMER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP])
     np.testing.assert_array_equal(src.popularity, pdf[S.ITEM_ID].value_counts().reindex(ids, fill_value=0))
+    liked = pdf[pdf[S.RATING] > 3.0][S.ITEM_ID].value_counts().reindex(ids, fill_value=0).to_numpy()
+    overall = (pdf[S.RATING] > 3.0).mean()
+    np.testing.assert_allclose(src.like_share, (liked + 10 * overall) / (src.popularity + 10))
     days = pdf[S.TIMESTAMP].to_numpy("datetime64[D]").astype(np.int64)
     last = days.max()
     for d in (last - 40, last - 29, last - 10, last):  # cumulative counts, older days clipped to the first

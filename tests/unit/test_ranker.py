@@ -47,6 +47,7 @@ def _sources(rng: np.random.Generator, n: int = 24, n_ease: int = 15, ties: bool
     return Sources(knn, ease_pos, ease_b, ease_min_rating,
                    rng.normal(size=(n_ease, 3)).astype(np.float32), cosine,
                    rng.integers(0, 6, n).astype(np.float64),  # popularity: many ties at the cut
+                   rng.random(n),  # like_share
                    day0, daily, release, (rng.random((n, 4)) < 0.4).astype(np.float32),
                    rng.random((n, 3)).astype(np.float32), posters)
 

@@ -47,6 +47,7 @@ from hybridrec.runtime.collect import collect_vectors
 
 SOURCE_RANKED = "ranked"
 DAY = 86400
+LIKE_PRIOR = 10.0  # like_share: (likes + LIKE_PRIOR x the overall share) / (ratings + LIKE_PRIOR)
 MAX_CELLS = 4_000_000  # customers x EASE items scored densely at once (the other sources are sparse)
 
 
@@ -62,6 +63,7 @@ class Sources:
     svd_v: np.ndarray  # (N, f) PureSVD item factors (unit columns) of every rating's Gram matrix
     cosine: np.ndarray  # (N, N) co-rating cosine of EASE's items (every rating's Gram), 0 on the diagonal
     popularity: np.ndarray  # (I,) ratings per item
+    like_share: np.ndarray  # (I,) share of the item's ratings that are likes, smoothed towards the overall share
     day0: int  # the first day (since the epoch) of ``daily``
     daily: np.ndarray  # (D + 1, I) cumulative ratings per item: row d = ratings on days < day0 + d
     release_day: np.ndarray  # (I,) release date in days since the epoch, nan where unknown
@@ -131,17 +133,21 @@ class ItemInputs:
 
 
 def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: EvaluateConf, rk: RankerConf,
-                lam: float, min_rating: float, grams: tuple[ItemGram, ItemGram] | None = None) -> Sources:
+                lam: float, min_rating: float, threshold: float,
+                grams: tuple[ItemGram, ItemGram] | None = None) -> Sources:
     """The sources fitted on ``data.ratings``: its rating neighbours (the stored ones when the
     recipe is item_knn's), EASE over the ``ease_items`` most-rated items with ``lam`` and the
     ratings >= ``min_rating`` as interactions, PureSVD and the co-rating cosine from every
     rating's Gram matrix over the same items (``grams``: (EASE's, every rating's) of those
-    ratings, when the caller has them), the per-item daily counts, and the item features over the
-    catalogue."""
+    ratings, when the caller has them), the per-item daily counts and share of likes (ratings >
+    ``threshold``, smoothed by ``LIKE_PRIOR`` ratings at the overall share), and the item features
+    over the catalogue."""
     ratings = data.ratings
     knn_pairs = cast(pd.DataFrame, data.neighbors(recipe).select(S.ITEM_ID, S.NEIGHBOR_ID, S.SIMILARITY).toPandas())
     counts = cast(pd.DataFrame, ratings.groupBy(S.ITEM_ID, F.datediff(F.col(S.TIMESTAMP), F.lit("1970-01-01"))
-                                                .alias("_day")).count().toPandas())
+                                                .alias("_day"))
+                  .agg(F.count(F.lit(1)).alias("count"), F.count(F.when(F.col(S.RATING) > threshold, 1)).alias("_likes"))
+                  .toPandas())
     catalogue = np.unique(np.concatenate([inputs.items[S.ITEM_ID].to_numpy(np.int64),
                                           counts[S.ITEM_ID].to_numpy(np.int64)]))
     knn = NeighborMatrix.from_pairs(knn_pairs[S.ITEM_ID].to_numpy(np.int64),
@@ -152,6 +158,9 @@ def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: E
     cols = np.searchsorted(ids, counts[S.ITEM_ID].to_numpy(np.int64))
     n_day = counts["count"].to_numpy(np.int64)
     popularity = np.bincount(cols, weights=n_day, minlength=n).astype(np.float64)
+    likes = np.bincount(cols, weights=counts["_likes"].to_numpy(np.float64), minlength=n)
+    overall = likes.sum() / max(popularity.sum(), 1.0)
+    like_share = (likes + LIKE_PRIOR * overall) / (popularity + LIKE_PRIOR)
     days = counts["_day"].fillna(-1).to_numpy(np.int64)
     day0, daily = daily_counts(days, cols, n, rk.history_days, n_day)
     if grams is None:
@@ -163,7 +172,7 @@ def fit_sources(data: FitData, inputs: ItemInputs, recipe: NeighborRecipe, ec: E
     w, v = np.linalg.eigh(every.gram)
     svd_v = v[:, np.argsort(-w)[:min(rk.factors, len(w))]].astype(np.float32)
     return Sources(knn, np.searchsorted(ids, every.ids), ease_b, min_rating, svd_v, gram_cosine(every.gram),
-                   popularity, day0, daily,
+                   popularity, like_share, day0, daily,
                    *item_features(ids, inputs))
 
 
@@ -344,6 +353,7 @@ def _chunk_features(h: History, src: Sources, rk: RankerConf, threshold: float,
         f[name] = np.where(np.isfinite(val), val, np.nan)
         f[f"{name}_rank"] = np.where(e >= 0, rank[rows, np.maximum(e, 0)], np.nan) if v.size else val
     f["popularity"] = np.log1p(src.popularity[cols])
+    f["like_share"] = src.like_share[cols]
     # recent / trend: ratings of the item in the recent_days up to the reference day, and the window
     # before; nan where a window reaches before the daily counts' first day (older ones are lumped there)
     horizon = src.daily.shape[0] - 1
@@ -635,11 +645,12 @@ class Ranked(Recommender):
         ease = choose_ease(data, ec)
         lam, floor = ease.lam, ease.min_rating
         every = ease.train_grams.get(0.0) or ItemGram.over(carve.train, ease.train_gram.ids)
-        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam, floor, (ease.train_gram, every))
+        carve_src = fit_sources(data.on(carve.train), inputs, recipe, ec, rk, lam, floor, rc.threshold,
+                                (ease.train_gram, every))
         rows = carve.rows
         cands = candidate_features(*_batch_arrays(rows), carve_src, rk, rc.threshold)
         fit = fit_ranker(cands, labels(cands, carve.gains), rk)
-        sources = fit_sources(data, inputs, recipe, ec, rk, lam, floor)
+        sources = fit_sources(data, inputs, recipe, ec, rk, lam, floor, rc.threshold)
         posters = "without the poster features" if not set(POSTER_RANK_FEATURES) & set(rk.features) else \
             "with the poster features"
         notes = [f"ranked: candidates = top {rk.candidates} of item_knn, ease (lambda {lam:g}, ratings >= {floor:g}, "

@@ -186,6 +186,7 @@ def reference_ranker_features(rows: list[tuple[int, int, float, int]], src: Sour
                 rk_ = rank[name].get(j)
                 f[f"{name}_rank"] = math.nan if rk_ is None else float(min(rk_, rk.rank_depth + 1))
             f["popularity"] = math.log1p(src.popularity[pos[j]])
+            f["like_share"] = float(src.like_share[pos[j]])
             recent = window(pos[j], ref, ref - rk.recent_days)
             previous = window(pos[j], ref - rk.recent_days, ref - 2 * rk.recent_days)
             ok_recent, ok_trend = ref >= 0 and ref - rk.recent_days >= src.day0, \
