@@ -2,11 +2,12 @@
 models, re-ranked by a learned ranker over CF, popularity, content and poster features.
 
     candidates(u) = top-C unrated items of each source: item_knn (the similarity stage's rating
-                    neighbours, scored the paper's way), ease (EASE^R), svd (PureSVD: the leading
-                    eigenvectors of EASE's Gram matrix) and popularity;  their union is re-ranked
-    features(u, j) = each source's score and rank, log popularity, ratings in the last
-                    ``recent_days`` before the customer's latest rating and their trend, the item's
-                    age, genre affinity, the classifier's predicted-genre affinity, rating and
+                    neighbours, scored the paper's way), ease (EASE^R on the interactions it
+                    tuned), svd (PureSVD: the leading eigenvectors of every rating's Gram matrix
+                    over EASE's items) and popularity;  their union is re-ranked
+    features(u, j) = each source's score and rank, log popularity, the item's share of likes,
+                    ratings in the last ``recent_days`` before the customer's latest rating and
+                    their trend, the item's age, genre affinity, the classifier's predicted-genre affinity, rating and
                     poster similarity to the customer's latest likes, the customer's history length
     ranker          = LightGBM lambdarank (fitted on the driver), predicted on the executors
 
